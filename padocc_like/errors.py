@@ -1,0 +1,177 @@
+"""The error hierarchy.
+
+Errors are grouped by what a handler does about them, and each carries a
+stable machine code (:class:`ErrorKind`) that is recorded in project state.
+Codes are append-only: never rename or reuse one.
+
+Library code raises; only the runner boundary (:mod:`padocc_like.runners`)
+and the CLI catch, record the code and the message in state, and move on.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Stable codes for failures, as written to state and reports."""
+
+    CONFIG = "config"
+    UNKNOWN_PLUGIN = "unknown-plugin"
+    SOURCE_NOT_FOUND = "source-not-found"
+    SOURCES_CHANGED = "sources-changed"
+    NO_SOURCES = "no-sources"
+    UNSUPPORTED_FORMAT = "unsupported-format"
+    CORRUPT_FILE = "corrupt-file"
+    UNSUPPORTED_FEATURE = "unsupported-feature"
+    NOT_REPRESENTABLE = "not-representable"
+    INCONSISTENT_SOURCES = "inconsistent-sources"
+    PRODUCT = "product"
+    VALIDATION_FAILED = "validation-failed"
+    STATE = "state"
+    STATE_LOCKED = "state-locked"
+    PHASE_ORDER = "phase-order"
+    CATALOG = "catalog"
+    INTERNAL = "internal"
+
+
+class PadoccLikeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        """The form recorded in project state."""
+        return {"kind": str(self.kind), "type": type(self).__name__, "message": self.message}
+
+
+# --- configuration: the user must fix a file; never retried ----------------
+class ConfigError(PadoccLikeError, ValueError):
+    """A configuration file or option is invalid."""
+
+    kind = ErrorKind.CONFIG
+
+
+class UnknownPluginError(ConfigError):
+    """A named scanner, writer or check is not installed."""
+
+    kind = ErrorKind.UNKNOWN_PLUGIN
+
+
+# --- sources: the input set is wrong -----------------------------------------
+class SourceError(PadoccLikeError):
+    """The input set of a project is unusable."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """A source file named by the configuration or the manifest does not exist."""
+
+    kind = ErrorKind.SOURCE_NOT_FOUND
+
+
+class NoSourcesError(SourceError):
+    """A source pattern matched no files."""
+
+    kind = ErrorKind.NO_SOURCES
+
+
+class SourcesChangedError(SourceError):
+    """Sources differ from the immutable input manifest written by init."""
+
+    kind = ErrorKind.SOURCES_CHANGED
+
+
+# --- scanning one file --------------------------------------------------------
+class ScanError(PadoccLikeError):
+    """One file could not be scanned."""
+
+    kind = ErrorKind.CORRUPT_FILE
+
+
+class UnsupportedFormatError(ScanError):
+    """No scanner recognises the file's format."""
+
+    kind = ErrorKind.UNSUPPORTED_FORMAT
+
+
+class UnsupportedFeatureError(ScanError):
+    """The file uses a feature that no reference can express (names file and variable)."""
+
+    kind = ErrorKind.UNSUPPORTED_FEATURE
+
+
+# --- combining many files into one product -----------------------------------
+class AggregationError(PadoccLikeError):
+    """The files cannot be combined into one exact product."""
+
+    kind = ErrorKind.INCONSISTENT_SOURCES
+
+
+class NotRepresentableError(AggregationError):
+    """The dataset is consistent, but the chosen product kind cannot represent it exactly."""
+
+    kind = ErrorKind.NOT_REPRESENTABLE
+
+
+# --- products, validation, state, catalog -------------------------------------
+class ProductError(PadoccLikeError):
+    """A product could not be written or read."""
+
+    kind = ErrorKind.PRODUCT
+
+
+class ValidationFailedError(PadoccLikeError):
+    """Validation found the product differs from its sources."""
+
+    kind = ErrorKind.VALIDATION_FAILED
+
+
+class StateError(PadoccLikeError):
+    """Project state on disk is unreadable or inconsistent."""
+
+    kind = ErrorKind.STATE
+
+
+class StateLockedError(StateError):
+    """Another process holds the project's lock."""
+
+    kind = ErrorKind.STATE_LOCKED
+
+
+class PhaseOrderError(StateError):
+    """A phase was asked to run before the phases it needs."""
+
+    kind = ErrorKind.PHASE_ORDER
+
+
+class CatalogError(PadoccLikeError):
+    """A STAC item or collection could not be built or is invalid."""
+
+    kind = ErrorKind.CATALOG
+
+
+__all__ = [
+    "AggregationError",
+    "CatalogError",
+    "ConfigError",
+    "ErrorKind",
+    "NoSourcesError",
+    "NotRepresentableError",
+    "PadoccLikeError",
+    "PhaseOrderError",
+    "ProductError",
+    "ScanError",
+    "SourceError",
+    "SourceNotFoundError",
+    "SourcesChangedError",
+    "StateError",
+    "StateLockedError",
+    "UnknownPluginError",
+    "UnsupportedFeatureError",
+    "UnsupportedFormatError",
+    "ValidationFailedError",
+]

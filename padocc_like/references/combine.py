@@ -1,0 +1,718 @@
+"""Combine per-file scans into one exact aggregate.
+
+The rules, each enforced with an error that names the files and variables:
+
+* every file holds the same variables with the same dtype, codecs, fill value
+  and packing attributes (``scale_factor``, ``add_offset``, ``missing_value``...);
+* files are placed along each concatenation dimension by their *decoded*
+  coordinate values (cftime for time, whatever the calendar and even when
+  the units differ between files), never by name or glob order;
+* blocks along a concatenation dimension never overlap or repeat, and the
+  files fill the grid of blocks exactly once;
+* variables without a concatenation dimension appear once and must hold the
+  same values in every file;
+* the chunk grid along a concatenation dimension is regular (every file but
+  the last holds a whole number of chunks), else Kerchunk cannot represent it;
+* attributes are merged deterministically: values shared by all files are
+  kept; a differing value is taken from the first file and reported in
+  :attr:`Aggregate.notes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import AggregationError, NotRepresentableError
+from .model import (
+    MISSING,
+    Aggregate,
+    AggVariable,
+    FileScan,
+    Fragment,
+    VariableScan,
+)
+from .read import file_reader, read_raw
+
+# Attributes that change how stored values decode; they must agree across files.
+PACKING_ATTRS = (
+    "scale_factor",
+    "add_offset",
+    "missing_value",
+    "valid_min",
+    "valid_max",
+    "valid_range",
+    "units",
+    "calendar",
+    "flag_values",
+    "flag_masks",
+)
+
+
+@dataclass(frozen=True)
+class CombineOptions:
+    """How to combine files (from the project configuration)."""
+
+    concat_dims: tuple[str, ...] | None = None
+    """Dimensions to concatenate along; ``None`` infers them from the files."""
+    keep_variables: tuple[str, ...] | None = None
+    drop_variables: tuple[str, ...] = ()
+    materialize_limit: int = 16 << 20
+    """Coordinates and bounds along a concatenation dimension up to this many
+    bytes are copied into the product as one chunk (their per-file chunking
+    and time units need not agree)."""
+
+
+RawReader = Callable[[VariableScan, str], np.ndarray]
+
+
+def read_variable_from_file(var: VariableScan, url: str) -> np.ndarray:
+    """Default :data:`RawReader`: read a variable's stored values from a local file."""
+    read_range, close = file_reader(url)
+    try:
+        return read_raw(var, read_range)
+    finally:
+        close()
+
+
+# ---------------------------------------------------------------------------
+# selection and consistency
+# ---------------------------------------------------------------------------
+def select_variables(scan: FileScan, options: CombineOptions) -> dict[str, VariableScan]:
+    """Apply keep/drop lists; keeping a variable keeps its coordinates and bounds."""
+    variables = scan.variables
+    unknown = [v for v in (options.keep_variables or ()) + options.drop_variables if v not in variables]
+    if unknown:
+        raise AggregationError(
+            f"{scan.url}: variables {unknown} named in keep/drop are not in the file "
+            f"(it has {sorted(variables)})"
+        )
+    names = set(variables)
+    if options.keep_variables is not None:
+        keep = set(options.keep_variables)
+        for name in list(keep):
+            var = variables[name]
+            keep.update(d for d in var.dims if d in variables)
+            for ref_attr in ("coordinates", "bounds", "grid_mapping", "ancillary_variables"):
+                value = var.attrs.get(ref_attr)
+                if isinstance(value, str):
+                    keep.update(t.rstrip(":") for t in value.split() if t.rstrip(":") in variables)
+        for d in list(keep):  # bounds of kept coordinates
+            b = variables[d].attrs.get("bounds") if d in variables else None
+            if isinstance(b, str) and b in variables:
+                keep.add(b)
+        names &= keep
+    names -= set(options.drop_variables)
+    return {k: v for k, v in variables.items() if k in names}
+
+
+def _check_same_variables(scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]) -> None:
+    reference = set(selected[0])
+    for scan, variables in zip(scans[1:], selected[1:], strict=True):
+        names = set(variables)
+        if names != reference:
+            missing = sorted(reference - names)
+            extra = sorted(names - reference)
+            parts = []
+            if missing:
+                parts.append(f"lacks {missing}")
+            if extra:
+                parts.append(f"has extra {extra}")
+            raise AggregationError(
+                f"files hold different variables: {scan.url} {' and '.join(parts)} "
+                f"compared with {scans[0].url}; split them into separate projects or "
+                "select common variables with keep_variables"
+            )
+
+
+def infer_concat_dims(scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]) -> tuple[str, ...]:
+    """Dimensions whose size or coordinate values differ between files."""
+    if len(scans) < 2:
+        return ()
+    dims: list[str] = []
+    for dim in scans[0].dims:
+        sizes = {s.dims.get(dim) for s in scans}
+        values = {tuple(s.coords[dim]) if dim in s.coords else None for s in scans}
+        units = {str(s.variables[dim].attrs.get("units")) if dim in s.variables else None for s in scans}
+        if len(sizes) > 1 or len(values) > 1 or len(units) > 1:
+            dims.append(dim)
+    if not dims:
+        raise AggregationError(
+            f"the {len(scans)} files have identical coordinates along every dimension "
+            f"(duplicates? e.g. {scans[0].url} and {scans[1].url}); set concat_dims if they "
+            "should be stacked"
+        )
+    return tuple(dims)
+
+
+# ---------------------------------------------------------------------------
+# ordering files along concatenation dimensions
+# ---------------------------------------------------------------------------
+@dataclass
+class _Axis:
+    """The blocks of one concatenation dimension, in order."""
+
+    dim: str
+    block_of_file: list[int]
+    starts: list[int]
+    sizes: list[int]
+    values: list[np.ndarray]  # per block: coordinate values encoded in the output units
+    units: str | None
+    notes: list[str]
+    block_units: list[str | None] = None  # type: ignore[assignment]
+    calendar: str = "standard"
+
+    @property
+    def length(self) -> int:
+        return sum(self.sizes)
+
+
+def _is_time_units(units: Any) -> bool:
+    return isinstance(units, str) and " since " in units
+
+
+def _decode_times(values: list[Any], units: str, calendar: str, url: str, dim: str) -> list[Any]:
+    import cftime
+
+    try:
+        return list(cftime.num2date(np.asarray(values), units, calendar, only_use_cftime_datetimes=True))
+    except Exception as err:
+        raise AggregationError(
+            f"{url}: cannot decode coordinate {dim!r} with units {units!r} and calendar "
+            f"{calendar!r}: {err}"
+        ) from err
+
+
+def order_along(
+    dim: str, scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]
+) -> _Axis:
+    """Group files into blocks along ``dim`` and order the blocks by decoded coordinate."""
+    notes: list[str] = []
+    has_coord = [dim in s.coords and dim in sel for s, sel in zip(scans, selected, strict=True)]
+    if not any(has_coord):
+        # no coordinate variable: keep the manifest order, one block per file
+        sizes = [s.dims[dim] for s in scans]
+        notes.append(f"dimension {dim!r} has no coordinate variable; files are kept in manifest order")
+        starts = list(np.cumsum([0, *sizes[:-1]]).tolist())
+        return _Axis(dim, list(range(len(scans))), starts, sizes, [np.arange(n) for n in sizes], None, notes,
+                     [None] * len(sizes))
+    if not all(has_coord):
+        bad = [s.url for s, h in zip(scans, has_coord, strict=True) if not h][0]
+        raise AggregationError(f"{bad}: has no coordinate variable {dim!r}, other files do")
+
+    units_set = {str(sel[dim].attrs.get("units")) for sel in selected}
+    first_units = selected[0][dim].attrs.get("units")
+    time_like = _is_time_units(first_units)
+    keys: list[tuple[Any, ...]] = []
+    decoded: list[list[Any]] = []
+    if time_like:
+        calendars = {str(sel[dim].attrs.get("calendar", "standard")) for sel in selected}
+        calendars = {"standard" if c == "gregorian" else c for c in calendars}
+        if len(calendars) > 1:
+            raise AggregationError(
+                f"files use different calendars for {dim!r}: {sorted(calendars)}; they cannot be "
+                "concatenated"
+            )
+        calendar = calendars.pop()
+        for s, sel in zip(scans, selected, strict=True):
+            units = sel[dim].attrs.get("units")
+            if not _is_time_units(units):
+                raise AggregationError(f"{s.url}: coordinate {dim!r} has units {units!r}, others are times")
+            dates = _decode_times(s.coords[dim], units, calendar, s.url, dim)
+            decoded.append(dates)
+            keys.append(tuple(dates))
+    else:
+        if len(units_set) > 1:
+            raise AggregationError(f"files give coordinate {dim!r} different units: {sorted(units_set)}")
+        for s in scans:
+            vals = list(s.coords[dim])
+            decoded.append(vals)
+            keys.append(tuple(vals))
+
+    # blocks: files with the same coordinate values along dim
+    block_keys: list[tuple[Any, ...]] = []
+    index: dict[tuple[Any, ...], int] = {}
+    block_of_file: list[int] = []
+    for key in keys:
+        if key not in index:
+            index[key] = len(block_keys)
+            block_keys.append(key)
+        block_of_file.append(index[key])
+    for b, key in enumerate(block_keys):
+        if len(key) == 0:
+            url = scans[block_of_file.index(b)].url
+            raise AggregationError(f"{url}: dimension {dim!r} has length 0; nothing to concatenate")
+        if len(key) > 1:
+            diffs = [key[i + 1] > key[i] for i in range(len(key) - 1)]
+            if not (all(diffs) or not any(diffs)) or any(key[i + 1] == key[i] for i in range(len(key) - 1)):
+                url = scans[block_of_file.index(b)].url
+                raise AggregationError(
+                    f"{url}: coordinate {dim!r} is not strictly monotonic within the file"
+                )
+    descending = len(block_keys[0]) > 1 and block_keys[0][1] < block_keys[0][0]
+    order = sorted(range(len(block_keys)), key=lambda b: block_keys[b][0], reverse=descending)
+    rank = {b: r for r, b in enumerate(order)}
+    # overlaps and repeats between consecutive blocks
+    for prev, nxt in zip(order, order[1:], strict=False):
+        last, first = block_keys[prev][-1], block_keys[nxt][0]
+        overlapping = first <= last if not descending else first >= last
+        if overlapping:
+            a = scans[block_of_file.index(prev)].url
+            b = scans[block_of_file.index(nxt)].url
+            shared = sorted(set(block_keys[prev]) & set(block_keys[nxt]))
+            what = (
+                f"both contain {dim} = {', '.join(map(str, shared[:3]))}"
+                + (f" (and {len(shared) - 3} more)" if len(shared) > 3 else "")
+                if shared
+                else f"overlap: {a} ends at {last} after {b} starts at {first}"
+            )
+            raise AggregationError(
+                f"overlapping {dim!r} coordinates: {a} and {b} {what}; a product would hold "
+                "duplicate or unordered steps"
+            )
+    sizes = [len(block_keys[b]) for b in order]
+    starts = list(np.cumsum([0, *sizes[:-1]]).tolist())
+
+    # output encoding of the coordinate values
+    out_units = None
+    values: list[np.ndarray] = []
+    block_units: list[str | None] = []
+    calendar = "standard"
+    if time_like:
+        first_file = block_of_file.index(order[0])
+        out_units = selected[first_file][dim].attrs.get("units")
+        calendar = str(selected[first_file][dim].attrs.get("calendar", "standard"))
+        dtype = np.dtype(selected[first_file][dim].dtype)
+        for b in order:
+            f = block_of_file.index(b)
+            raw = np.asarray(scans[f].coords[dim])
+            units = selected[f][dim].attrs.get("units")
+            block_units.append(units)
+            if units == out_units:
+                values.append(raw)
+                continue
+            enc = _recode_times(raw, units, out_units, calendar, scans[f].url, dim)
+            if dtype.kind in "iu" and np.all(enc == np.round(enc)):
+                enc = enc.astype(dtype)
+            values.append(enc)
+        if len(units_set) > 1:
+            notes.append(
+                f"coordinate {dim!r}: files use {len(units_set)} different time units; values are "
+                f"re-encoded in {out_units!r} (decoded times are unchanged)"
+            )
+    else:
+        for b in order:
+            values.append(np.asarray(scans[block_of_file.index(b)].coords[dim]))
+            block_units.append(None)
+    return _Axis(
+        dim, [rank[b] for b in block_of_file], starts, sizes, values, out_units, notes, block_units, calendar
+    )
+
+
+# ---------------------------------------------------------------------------
+# the combine
+# ---------------------------------------------------------------------------
+def combine(
+    scans: Sequence[FileScan],
+    options: CombineOptions = CombineOptions(),
+    read_variable: RawReader = read_variable_from_file,
+) -> Aggregate:
+    """Combine file scans into one :class:`Aggregate` or raise a precise error."""
+    if not scans:
+        raise AggregationError("no files to combine")
+    selected = [select_variables(s, options) for s in scans]
+    _check_same_variables(scans, selected)
+    concat = options.concat_dims if options.concat_dims is not None else infer_concat_dims(scans, selected)
+    for d in concat:
+        missing = [s.url for s in scans if d not in s.dims]
+        if missing:
+            raise AggregationError(f"{missing[0]}: has no dimension {d!r} to concatenate along")
+    axes = {d: order_along(d, scans, selected) for d in concat}
+
+    # every cell of the block grid holds exactly one file
+    grid_shape = tuple(len(axes[d].sizes) for d in concat)
+    cell_of_file = [tuple(axes[d].block_of_file[i] for d in concat) for i in range(len(scans))]
+    seen: dict[tuple[int, ...], int] = {}
+    for i, cell in enumerate(cell_of_file):
+        if cell in seen:
+            raise AggregationError(
+                f"{scans[seen[cell]].url} and {scans[i].url} cover the same region along "
+                f"{list(concat)} (duplicate files?)"
+            )
+        seen[cell] = i
+    if len(seen) != math.prod(grid_shape):
+        for cell in np.ndindex(*grid_shape):
+            if cell not in seen:
+                where = ", ".join(f"{d} block {c + 1} of {n}" for d, c, n in zip(concat, cell, grid_shape, strict=True))
+                raise AggregationError(f"no file covers {where}; the files do not tile a full grid")
+    order = [seen[cell] for cell in np.ndindex(*grid_shape)] if grid_shape else [0]
+    if not concat and len(scans) > 1:
+        raise AggregationError("several files but no concatenation dimension")
+    first = scans[order[0]]
+    first_sel = selected[order[0]]
+    notes = [n for d in concat for n in axes[d].notes]
+
+    urls = [scans[i].url for i in order]
+    url_pos = {u: k for k, u in enumerate(urls)}
+    dims = dict(first.dims)
+    for d in concat:
+        dims[d] = axes[d].length
+    for name, var in first_sel.items():
+        for d, size in zip(var.dims, var.shape, strict=True):
+            dims.setdefault(d, size)
+    dims = {d: n for d, n in dims.items() if any(d in v.dims for v in first_sel.values())}
+
+    variables: dict[str, AggVariable] = {}
+    bounds_of = {
+        first_sel[d].attrs["bounds"]: d
+        for d in concat
+        if d in first_sel and isinstance(first_sel[d].attrs.get("bounds"), str)
+    }
+    for name in first_sel:
+        per_file = [selected[i][name] for i in order]
+        var_concat = [d for d in concat if d in per_file[0].dims]
+        attrs, attr_notes = _merge_var_attrs(name, per_file, [scans[i].url for i in order], axes, bounds_of)
+        notes.extend(attr_notes)
+        if not var_concat:
+            variables[name] = _static_variable(name, per_file, [scans[i].url for i in order], read_variable, url_pos, attrs)
+            continue
+        materialize = (name in axes or name in bounds_of) and (
+            sum(v.nbytes for v in per_file) <= options.materialize_limit
+        )
+        if materialize:
+            variables[name] = _materialized(name, per_file, [scans[i].url for i in order], axes, bounds_of, read_variable, attrs, cell_of_file, order)
+        else:
+            variables[name] = _concatenated(name, per_file, [scans[i].url for i in order], axes, var_concat, url_pos, attrs, [cell_of_file[i] for i in order])
+
+    attrs, global_notes = _merge_global_attrs([scans[i] for i in order])
+    notes.extend(global_notes)
+    fragments = [
+        Fragment(
+            url=scans[i].url,
+            ranges={
+                d: (axes[d].starts[axes[d].block_of_file[i]],
+                    axes[d].starts[axes[d].block_of_file[i]] + axes[d].sizes[axes[d].block_of_file[i]])
+                for d in concat
+            },
+        )
+        for i in order
+    ]
+    return Aggregate(
+        attrs=attrs,
+        dims=dims,
+        variables=variables,
+        urls=urls,
+        concat_dims=tuple(concat),
+        fragments=fragments,
+        notes=notes,
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b) and type(a) is type(b) or (isinstance(a, int | float) and isinstance(b, int | float) and a == b)
+
+
+def _merge_global_attrs(scans: Sequence[FileScan]) -> tuple[dict[str, Any], list[str]]:
+    merged = dict(scans[0].attrs)
+    notes = []
+    keys = sorted({k for s in scans for k in s.attrs})
+    for k in keys:
+        vals = [s.attrs.get(k, _ABSENT) for s in scans]
+        if all(v is not _ABSENT and _same(v, vals[0]) for v in vals):
+            continue
+        n_diff = sum(1 for v in vals if v is _ABSENT or not _same(v, vals[0]))
+        if vals[0] is _ABSENT:
+            notes.append(f"global attribute {k!r} is missing from the first file; it is left out")
+            merged.pop(k, None)
+        else:
+            notes.append(
+                f"global attribute {k!r} differs in {n_diff} of {len(scans)} files; "
+                "the product keeps the first file's value"
+            )
+    return merged, notes
+
+
+_ABSENT = object()
+
+
+def _merge_var_attrs(
+    name: str,
+    per_file: list[VariableScan],
+    urls: list[str],
+    axes: dict[str, _Axis],
+    bounds_of: dict[str, str],
+) -> tuple[dict[str, Any], list[str]]:
+    first = per_file[0]
+    notes = []
+    time_recoded = (name in axes and axes[name].units is not None) or (
+        name in bounds_of and axes[bounds_of[name]].units is not None
+    )
+    for var, url in zip(per_file[1:], urls[1:], strict=True):
+        where = f"variable {name!r}: {url} differs from {urls[0]}"
+        if var.dtype != first.dtype:
+            raise AggregationError(f"{where} in data type ({var.dtype} vs {first.dtype})")
+        if var.dims != first.dims:
+            raise AggregationError(f"{where} in dimensions ({var.dims} vs {first.dims})")
+        if not _same(var.fill_value, first.fill_value):
+            raise AggregationError(f"{where} in _FillValue ({var.fill_value} vs {first.fill_value})")
+        for key in PACKING_ATTRS:
+            if time_recoded and key == "units":
+                continue
+            a, b = var.attrs.get(key, _ABSENT), first.attrs.get(key, _ABSENT)
+            if not (a is _ABSENT and b is _ABSENT) and (a is _ABSENT or b is _ABSENT or not _same(a, b)):
+                raise AggregationError(
+                    f"{where} in {key} ({_show(a)} vs {_show(b)}); one product cannot decode both"
+                )
+    attrs = dict(first.attrs)
+    if time_recoded:
+        axis = axes[name] if name in axes else axes[bounds_of[name]]
+        if "units" in attrs or name in axes:
+            attrs["units"] = axis.units
+    keys = sorted({k for v in per_file for k in v.attrs} - set(PACKING_ATTRS))
+    for k in keys:
+        vals = [v.attrs.get(k, _ABSENT) for v in per_file]
+        if all(v is not _ABSENT and _same(v, vals[0]) for v in vals):
+            continue
+        if vals[0] is _ABSENT:
+            attrs.pop(k, None)
+        notes.append(
+            f"attribute {name}:{k} differs between files; the product keeps the first file's value"
+        )
+    return attrs, notes
+
+
+def _show(v: Any) -> str:
+    return "absent" if v is _ABSENT else repr(v)
+
+
+def _static_variable(
+    name: str,
+    per_file: list[VariableScan],
+    urls: list[str],
+    read_variable: RawReader,
+    url_pos: dict[str, int],
+    attrs: dict[str, Any],
+) -> AggVariable:
+    """A variable without concatenation dims: identical everywhere, referenced from the first file."""
+    first = per_file[0]
+    for var, url in zip(per_file[1:], urls[1:], strict=True):
+        if var.shape != first.shape:
+            raise AggregationError(
+                f"variable {name!r} has shape {var.shape} in {url} but {first.shape} in {urls[0]}"
+            )
+    if len(per_file) > 1:
+        reference = read_variable(first, urls[0])
+        for var, url in zip(per_file[1:], urls[1:], strict=True):
+            values = read_variable(var, url)
+            if not _arrays_identical(reference, values):
+                n = int(np.count_nonzero(~_equal_mask(reference, values)))
+                raise AggregationError(
+                    f"variable {name!r} has no concatenation dimension but its values differ "
+                    f"between {urls[0]} and {url} ({n} of {reference.size} values); "
+                    "it cannot appear once in the product"
+                )
+    return AggVariable(
+        name=name,
+        dims=first.dims,
+        shape=first.shape,
+        dtype=first.dtype,
+        chunks=first.chunks,
+        filters=first.filters,
+        fill_value=first.fill_value,
+        attrs=attrs,
+        url_index=np.where(first.offsets != MISSING, url_pos[urls[0]], -1).astype(np.int64),
+        offsets=first.offsets.copy(),
+        lengths=first.lengths.copy(),
+        inline=dict(first.inline),
+    )
+
+
+def _equal_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    eq = a == b
+    if a.dtype.kind == "f":
+        eq |= np.isnan(a) & np.isnan(b)
+    return eq
+
+
+def _arrays_identical(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(np.all(_equal_mask(a, b)))
+
+
+def _materialized(
+    name: str,
+    per_file: list[VariableScan],
+    urls: list[str],
+    axes: dict[str, _Axis],
+    bounds_of: dict[str, str],
+    read_variable: RawReader,
+    attrs: dict[str, Any],
+    cell_of_file: list[tuple[int, ...]],
+    order: list[int],
+) -> AggVariable:
+    """Copy a small coordinate (or its bounds) into the product as one chunk.
+
+    Their per-file chunking need not match, and time values are re-encoded in
+    the common units chosen by :func:`order_along`.
+    """
+    del cell_of_file
+    first = per_file[0]
+    source_dtype = np.dtype(first.dtype)
+    dim = name if name in axes else bounds_of[name]
+    axis_pos = first.dims.index(dim)
+    axis = axes[dim]
+    if name in axes:
+        parts = list(axis.values)
+    else:
+        # one file per block along this dim: files in a block share the coordinate values
+        first_file_of_block: dict[int, int] = {}
+        for k, i in enumerate(order):
+            first_file_of_block.setdefault(axis.block_of_file[i], k)
+        parts = []
+        for block in sorted(first_file_of_block):
+            k = first_file_of_block[block]
+            values = read_variable(per_file[k], urls[k])
+            if axis.units is not None and axis.block_units[block] != axis.units:
+                values = _recode_times(values, axis.block_units[block], axis.units, axis.calendar, urls[k], name)
+            parts.append(values)
+    data = np.concatenate([np.asarray(p) for p in parts], axis=axis_pos)
+    if data.dtype != source_dtype and np.array_equal(data.astype(source_dtype).astype(data.dtype), data):
+        data = data.astype(source_dtype)
+    data = np.ascontiguousarray(data)
+    shape = data.shape
+    n = 1 if all(shape) else 0
+    return AggVariable(
+        name=name,
+        dims=first.dims,
+        shape=shape,
+        dtype=data.dtype.str,
+        chunks=tuple(max(s, 1) for s in shape),
+        filters=None,
+        fill_value=first.fill_value,
+        attrs=attrs,
+        url_index=np.full(n, -1, dtype=np.int64),
+        offsets=np.full(n, MISSING, dtype=np.int64),
+        lengths=np.zeros(n, dtype=np.int64),
+        inline={0: data.tobytes()} if n else {},
+    )
+
+
+def _recode_times(
+    values: np.ndarray, units: str | None, out_units: str, calendar: str, url: str, name: str
+) -> np.ndarray:
+    """Re-encode time values from ``units`` to ``out_units``, exactly or not at all."""
+    import cftime
+
+    dates = cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
+    enc = np.asarray(cftime.date2num(dates, out_units, calendar), dtype=np.float64)
+    back = cftime.num2date(enc, out_units, calendar, only_use_cftime_datetimes=True)
+    if not np.array_equal(np.asarray(back), np.asarray(dates)):
+        raise NotRepresentableError(
+            f"{url}: times of {name!r} in units {units!r} cannot be re-encoded exactly in {out_units!r}"
+        )
+    return enc
+
+
+def _concatenated(
+    name: str,
+    per_file: list[VariableScan],
+    urls: list[str],
+    axes: dict[str, _Axis],
+    var_concat: list[str],
+    url_pos: dict[str, int],
+    attrs: dict[str, Any],
+    cells: list[tuple[int, ...]],
+) -> AggVariable:
+    """Concatenate chunk tables along the concatenation dims (regular grid required)."""
+    first = per_file[0]
+    concat_order = list(axes)
+    for var, url in zip(per_file[1:], urls[1:], strict=True):
+        if var.filters != first.filters:
+            raise NotRepresentableError(
+                f"variable {name!r}: {url} is compressed with {var.filters} but {urls[0]} with "
+                f"{first.filters}; Kerchunk needs one codec list per variable"
+            )
+        if var.chunks != first.chunks:
+            raise NotRepresentableError(
+                f"variable {name!r}: chunk shape {var.chunks} in {url} differs from {first.chunks} "
+                f"in {urls[0]}; Kerchunk needs one chunk shape per variable (the files differ in "
+                "chunking: use product kind 'cfa' or 'zarr')"
+            )
+        for ax, d in enumerate(var.dims):
+            if d not in var_concat and var.shape[ax] != first.shape[ax]:
+                raise AggregationError(
+                    f"variable {name!r}: dimension {d!r} has length {var.shape[ax]} in {url} but "
+                    f"{first.shape[ax]} in {urls[0]}"
+                )
+    shape = list(first.shape)
+    for d in var_concat:
+        shape[first.dims.index(d)] = axes[d].length
+    chunks = first.chunks
+    from .model import chunk_grid
+
+    out_grid = chunk_grid(tuple(shape), chunks)
+    n_out = math.prod(out_grid)
+    url_index = np.full(n_out, -1, dtype=np.int64)
+    offsets = np.full(n_out, MISSING, dtype=np.int64)
+    lengths = np.zeros(n_out, dtype=np.int64)
+    inline: dict[int, bytes] = {}
+    filled = np.zeros(n_out, dtype=bool)
+    for var, url, cell in zip(per_file, urls, cells, strict=True):
+        chunk_origin = [0] * len(first.dims)
+        for d in var_concat:
+            ax = first.dims.index(d)
+            axis = axes[d]
+            block = cell[concat_order.index(d)]
+            start, size = axis.starts[block], axis.sizes[block]
+            c = chunks[ax]
+            last_block = block == len(axis.sizes) - 1
+            if start % c or (size % c and not last_block):
+                bad = size if size % c else start
+                raise NotRepresentableError(
+                    f"variable {name!r}: {url} holds {size} steps along {d!r} (starting at index "
+                    f"{start}) but the chunk length is {c}; Kerchunk needs every file except the "
+                    f"last to hold a whole number of chunks ({bad} is not a multiple of {c}). "
+                    "Use product kind 'cfa' for files of uneven length"
+                )
+            if var.shape[ax] != size:
+                raise AggregationError(
+                    f"variable {name!r}: {url} has {var.shape[ax]} steps along {d!r}, its coordinate {size}"
+                )
+            chunk_origin[ax] = start // c
+        local_grid = var.grid
+        n_local = math.prod(local_grid)
+        if n_local == 0:
+            continue
+        local_idx = np.unravel_index(np.arange(n_local), local_grid)
+        global_idx = tuple(li + o for li, o in zip(local_idx, chunk_origin, strict=True))
+        flat = np.ravel_multi_index(global_idx, out_grid) if out_grid else np.zeros(1, dtype=np.int64)
+        if filled[flat].any():
+            raise AggregationError(f"variable {name!r}: chunks of {url} overlap another file's")
+        filled[flat] = True
+        stored = var.offsets != MISSING
+        url_index[flat[stored]] = url_pos[url]
+        offsets[flat[stored]] = var.offsets[stored]
+        lengths[flat[stored]] = var.lengths[stored]
+        for local_flat, data in var.inline.items():
+            inline[int(flat[local_flat])] = data
+    return AggVariable(
+        name=name,
+        dims=first.dims,
+        shape=tuple(shape),
+        dtype=first.dtype,
+        chunks=chunks,
+        filters=first.filters,
+        fill_value=first.fill_value,
+        attrs=attrs,
+        url_index=url_index,
+        offsets=offsets,
+        lengths=lengths,
+        inline=inline,
+    )

@@ -1,0 +1,282 @@
+"""The format-neutral reference model shared by scanners, the combiner and writers.
+
+A scanner turns one source file into a :class:`FileScan`: its dimensions,
+global attributes and, per variable, the Zarr v2 array metadata plus the byte
+range of every stored chunk (or the chunk's bytes inline). The combiner turns
+many ``FileScan`` objects into one :class:`Aggregate`, which writers serialise.
+
+Chunk tables are numpy arrays over the C-ordered chunk grid (``-1`` marks a
+chunk that is not stored, which readers fill with the fill value), so large
+grids stay compact. Everything round-trips through plain JSON (``to_dict`` /
+``from_dict``) for the per-file scan cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MISSING = -1
+"""Offset of a chunk that is not stored in the file (read as the fill value)."""
+
+
+def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Number of chunks along each axis."""
+    return tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, chunks, strict=True))
+
+
+def chunk_key(index: tuple[int, ...]) -> str:
+    """Zarr v2 chunk key (``"0"`` for a 0-d array)."""
+    return ".".join(str(i) for i in index) if index else "0"
+
+
+@dataclass
+class VariableScan:
+    """One variable of one file, as Zarr v2 metadata plus its chunk table.
+
+    ``filters`` are numcodecs configurations applied in order on encode (so in
+    reverse on decode); the compressor is always null, as in kerchunk.
+    ``fill_value`` is the Zarr fill value (``None`` when the variable declares
+    no ``_FillValue``); ``attrs`` never contains ``_FillValue``.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    filters: list[dict[str, Any]] | None
+    fill_value: Any
+    attrs: dict[str, Any]
+    offsets: np.ndarray
+    lengths: np.ndarray
+    inline: dict[int, bytes] = field(default_factory=dict)
+    storage: str = "chunked"
+
+    def __post_init__(self) -> None:
+        self.dims = tuple(self.dims)
+        self.shape = tuple(int(s) for s in self.shape)
+        self.chunks = tuple(int(c) for c in self.chunks)
+        n = math.prod(self.grid)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64).reshape(-1)
+        self.lengths = np.asarray(self.lengths, dtype=np.int64).reshape(-1)
+        if self.offsets.size != n or self.lengths.size != n:
+            raise ValueError(
+                f"variable {self.name!r}: chunk table has {self.offsets.size} entries, "
+                f"expected {n} for shape {self.shape} and chunks {self.chunks}"
+            )
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return chunk_grid(self.shape, self.chunks)
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.itemsize
+
+    def n_stored(self) -> int:
+        """Number of chunks with a byte range or inline bytes."""
+        return int(np.count_nonzero(self.offsets != MISSING)) + len(self.inline)
+
+    def zarray(self) -> dict[str, Any]:
+        """The ``.zarray`` document."""
+        return {
+            "chunks": list(self.chunks),
+            "compressor": None,
+            "dtype": self.dtype,
+            "fill_value": self.fill_value,
+            "filters": self.filters or None,
+            "order": "C",
+            "shape": list(self.shape),
+            "zarr_format": 2,
+        }
+
+    def zattrs(self) -> dict[str, Any]:
+        """The ``.zattrs`` document, with xarray's ``_ARRAY_DIMENSIONS``."""
+        return {**self.attrs, "_ARRAY_DIMENSIONS": list(self.dims)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dims": list(self.dims),
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "chunks": list(self.chunks),
+            "filters": self.filters,
+            "fill_value": self.fill_value,
+            "attrs": self.attrs,
+            "offsets": self.offsets.tolist(),
+            "lengths": self.lengths.tolist(),
+            "inline": {str(k): base64.b64encode(v).decode() for k, v in self.inline.items()},
+            "storage": self.storage,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VariableScan:
+        return cls(
+            name=d["name"],
+            dims=tuple(d["dims"]),
+            shape=tuple(d["shape"]),
+            dtype=d["dtype"],
+            chunks=tuple(d["chunks"]),
+            filters=d["filters"],
+            fill_value=d["fill_value"],
+            attrs=d["attrs"],
+            offsets=np.asarray(d["offsets"], dtype=np.int64),
+            lengths=np.asarray(d["lengths"], dtype=np.int64),
+            inline={int(k): base64.b64decode(v) for k, v in d["inline"].items()},
+            storage=d.get("storage", "chunked"),
+        )
+
+
+@dataclass
+class FileScan:
+    """Everything a scanner learned about one source file.
+
+    ``coords`` holds the raw stored values of every 1-D dimension coordinate
+    (a variable named like its only dimension), used to order files.
+    """
+
+    url: str
+    format: str
+    attrs: dict[str, Any]
+    dims: dict[str, int]
+    unlimited: tuple[str, ...]
+    variables: dict[str, VariableScan]
+    coords: dict[str, list[Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "format": self.format,
+            "attrs": self.attrs,
+            "dims": self.dims,
+            "unlimited": list(self.unlimited),
+            "variables": {k: v.to_dict() for k, v in self.variables.items()},
+            "coords": self.coords,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileScan:
+        return cls(
+            url=d["url"],
+            format=d["format"],
+            attrs=d["attrs"],
+            dims=dict(d["dims"]),
+            unlimited=tuple(d["unlimited"]),
+            variables={k: VariableScan.from_dict(v) for k, v in d["variables"].items()},
+            coords=d.get("coords", {}),
+        )
+
+
+@dataclass
+class AggVariable:
+    """One variable of the combined product.
+
+    ``url_index``, ``offsets`` and ``lengths`` cover the combined chunk grid
+    (C order); ``url_index == -1`` with no inline entry means "not stored".
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    filters: list[dict[str, Any]] | None
+    fill_value: Any
+    attrs: dict[str, Any]
+    url_index: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    inline: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        return chunk_grid(self.shape, self.chunks)
+
+    def zarray(self) -> dict[str, Any]:
+        return {
+            "chunks": list(self.chunks),
+            "compressor": None,
+            "dtype": self.dtype,
+            "fill_value": self.fill_value,
+            "filters": self.filters or None,
+            "order": "C",
+            "shape": list(self.shape),
+            "zarr_format": 2,
+        }
+
+    def zattrs(self) -> dict[str, Any]:
+        return {**self.attrs, "_ARRAY_DIMENSIONS": list(self.dims)}
+
+    def n_refs(self) -> int:
+        return int(np.count_nonzero(self.url_index >= 0)) + len(self.inline)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Where one source file sits in the product: its index range along each concat dim."""
+
+    url: str
+    ranges: dict[str, tuple[int, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "ranges": {k: list(v) for k, v in self.ranges.items()}}
+
+
+@dataclass
+class Aggregate:
+    """The combined dataset, ready for a writer."""
+
+    attrs: dict[str, Any]
+    dims: dict[str, int]
+    variables: dict[str, AggVariable]
+    urls: list[str]
+    concat_dims: tuple[str, ...]
+    fragments: list[Fragment]
+    notes: list[str] = field(default_factory=list)
+
+    def n_refs(self) -> int:
+        return sum(v.n_refs() for v in self.variables.values())
+
+
+def encode_fill_value(value: Any, dtype: np.dtype) -> Any:
+    """Encode a fill value for ``.zarray`` as Zarr v2 does (NaN and infinities as strings)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(f"fill value {value!r} is not a scalar")
+    if dtype.kind == "f":
+        v = float(arr.reshape(()))
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return v
+    if dtype.kind in "iu":
+        return int(arr.reshape(()))
+    if dtype.kind == "b":
+        return bool(arr.reshape(()))
+    if dtype.kind in "SV":
+        return base64.b64encode(np.asarray(value, dtype=dtype).tobytes()).decode()
+    return None
+
+
+def decode_fill_value(value: Any, dtype: np.dtype) -> Any:
+    """Inverse of :func:`encode_fill_value` (a numpy scalar, or None)."""
+    if value is None:
+        return None
+    if dtype.kind == "f":
+        return dtype.type({"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}.get(value, value))
+    if dtype.kind in "SV":
+        return np.frombuffer(base64.b64decode(value), dtype=dtype)[0]
+    return dtype.type(value)

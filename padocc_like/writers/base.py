@@ -1,0 +1,80 @@
+"""The writer contract: one writer per product kind.
+
+A writer serialises an :class:`~padocc_like.references.model.Aggregate` to a
+target path atomically (readers never see half a product) and opens a
+product the way users will. Writers never decide policy: which revision to
+write and whether to overwrite is the compute stage's business.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ..errors import UnknownPluginError
+from ..references.model import Aggregate
+from ..types import ProductKind
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """What state records about one written product."""
+
+    kind: str
+    revision: int
+    path: str
+    layout: str
+    size: int
+    sha256: str
+    n_refs: int
+    created: str
+    media_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProductRecord:
+        return cls(**d)
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Writes one product kind."""
+
+    kind: ClassVar[ProductKind]
+
+    def layout_for(self, aggregate: Aggregate) -> str:
+        """The on-disk layout this aggregate gets (e.g. ``json`` or ``parquet``)."""
+        ...
+
+    def target_name(self, revision: int, layout: str) -> str:
+        """File or directory name of a revision, e.g. ``r1.json``."""
+        ...
+
+    def write(self, aggregate: Aggregate, target: Path, *, layout: str, revision: int) -> ProductRecord:
+        """Write atomically to ``target``; return the record."""
+        ...
+
+    def open_dataset(self, record: ProductRecord, **kwargs: Any) -> Any:
+        """Open the product as users do (an ``xarray.Dataset``)."""
+        ...
+
+
+_BUILTIN = {ProductKind.KERCHUNK: "padocc_like.writers.kerchunk:KerchunkWriter"}
+
+
+def get_writer(kind: ProductKind | str, **options: Any) -> Writer:
+    """Instantiate the writer for ``kind`` with its options."""
+    targets: dict[str, str] = {str(k): v for k, v in _BUILTIN.items()}
+    for ep in entry_points(group="padocc_like.writers"):
+        targets.setdefault(ep.name, ep.value)
+    if str(kind) not in targets:
+        raise UnknownPluginError(
+            f"no writer for product kind {str(kind)!r}; installed: {', '.join(sorted(targets))}"
+        )
+    module, _, attr = targets[str(kind)].partition(":")
+    return getattr(importlib.import_module(module), attr)(**options)

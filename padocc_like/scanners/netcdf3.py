@@ -17,6 +17,7 @@ and a file whose declared data extends past its end is rejected.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ _I32 = struct.Struct(">i")
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
 
-Attr = tuple[int, Any]
+_Attr = tuple[int, Any]
 """An attribute as parsed: its nc_type and its value (``bytes`` for char, else an array)."""
 
 
@@ -76,7 +77,7 @@ class _Var:
 
     name: str
     dimids: tuple[int, ...]
-    attrs: dict[str, Attr]
+    attrs: dict[str, _Attr]
     nc_type: int
     begin: int
 
@@ -89,7 +90,7 @@ class _Header:
     numrecs: int | None
     """None when the header says "streaming" (the count is implied by the file size)."""
     dims: list[tuple[str, int]]
-    attrs: dict[str, Attr]
+    attrs: dict[str, _Attr]
     variables: list[_Var]
     end: int
     """Byte offset just after the header."""
@@ -204,10 +205,10 @@ class _HeaderReader:
         return n
 
 
-def _parse_attrs(h: _HeaderReader, owner: str) -> dict[str, Attr]:
+def _parse_attrs(h: _HeaderReader, owner: str) -> dict[str, _Attr]:
     size = 8 if h.cdf5 else 4
     n = h.list_length(_NC_ATTRIBUTE, 4 + size + 4 + size, f"{owner} attribute")
-    attrs: dict[str, Attr] = {}
+    attrs: dict[str, _Attr] = {}
     for _ in range(n):
         name = h.name(f"an attribute name of {owner}")
         at = h.pos
@@ -307,7 +308,7 @@ def _attr_json(nc_type: int, value: Any) -> Any:
     return to_json_value(value)
 
 
-def _fill_value(path: str, var: str, attr: Attr, dtype: np.dtype) -> Any:
+def _fill_value(path: str, var: str, attr: _Attr, dtype: np.dtype) -> Any:
     """The Zarr fill value of a variable from its ``_FillValue`` attribute."""
     nc_type, value = attr
     arr = np.frombuffer(value, dtype="S1") if nc_type == _NC_CHAR else value
@@ -362,11 +363,26 @@ def _read_strided(
     span = (count - 1) * stride + length
     if count == 1 or stride == length:
         return _pread(fd, path, var, first, span)
-    if span <= _SPAN_READ_LIMIT or span <= 4 * count * length:
+    if span <= _SPAN_READ_LIMIT:
         buf = np.frombuffer(_pread(fd, path, var, first, span), dtype=np.uint8)
-        view = np.lib.stride_tricks.as_strided(buf, shape=(count, length), strides=(stride, 1))
-        return view.tobytes()
-    return b"".join(_pread(fd, path, var, first + i * stride, length) for i in range(count))
+        return _gather(buf, stride, count, length)
+    try:  # sparse blocks far apart: gather from a memory map, touching only their pages
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            if first + span > len(mm):
+                raise ValueError("the file shrank")
+            buf = np.frombuffer(mm, dtype=np.uint8, count=span, offset=first)
+            try:
+                return _gather(buf, stride, count, length)
+            finally:
+                del buf  # release the export so the map can close
+    except (OSError, ValueError, BufferError):
+        return b"".join(_pread(fd, path, var, first + i * stride, length) for i in range(count))
+
+
+def _gather(buf: np.ndarray, stride: int, count: int, length: int) -> bytes:
+    """Copy ``count`` rows of ``length`` bytes, ``stride`` apart, out of ``buf``."""
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(count, length), strides=(stride, 1))
+    return rows.tobytes()
 
 
 @dataclass(frozen=True)
@@ -509,7 +525,7 @@ class NetCDF3Scanner:
         if do_inline or is_coord:
             data = _read_strided(fd, path, var.name, var.begin, stride, count, length)
             if do_inline:
-                inline = {i: data[i * length : (i + 1) * length] for i in range(count)}
+                inline = dict(enumerate(np.frombuffer(data, dtype=f"V{length}").tolist()))
                 offsets[:] = MISSING
                 lengths[:] = MISSING
             if is_coord:

@@ -1,0 +1,211 @@
+"""The Python API. The CLI is a thin layer over these functions.
+
+Example::
+
+    from padocc_like import api
+    group = api.open_group("group.yaml")
+    outcomes = api.run(group, ["init", "scan", "compute", "validate", "catalog"], workers=2)
+    for row in api.status(group):
+        print(row["project"], row["state"], row["reason"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text, read_json
+from .config.load import Group, load_group
+from .config.models import ResolvedProject
+from .errors import ConfigError, StateError
+from .stages.base import PhaseOutcome, RunContext
+from .state.store import current_product, is_locked, load_state, project_paths
+from .types import PHASE_ORDER, Phase, Status
+
+__all__ = [
+    "PhaseOutcome",
+    "open_group",
+    "project_status",
+    "report",
+    "run",
+    "save_subset",
+    "select",
+    "status",
+    "write_collection",
+]
+
+STATE_FILTERS = ("done", "failed", "pending", "running", "interrupted", "ready")
+
+
+def open_group(path: str | Path) -> Group:
+    """Load a group file (with its pipeline and profile)."""
+    return load_group(path)
+
+
+def subset_path(group: Group, name: str) -> Path:
+    return group.work_dir / "subsets" / f"{name}.txt"
+
+
+def select(
+    group: Group,
+    projects: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+    subset: str | None = None,
+) -> list[ResolvedProject]:
+    """The group's projects, filtered by id, by derived state, or by a saved subset."""
+    chosen = list(group.projects.values())
+    if projects:
+        unknown = [p for p in projects if p not in group.projects]
+        if unknown:
+            raise ConfigError(f"{group.path}: no project {unknown[0]!r} in group {group.id!r}")
+        chosen = [group.projects[p] for p in projects]
+    if subset:
+        path = subset_path(group, subset)
+        if not path.exists():
+            raise ConfigError(f"no saved subset {subset!r} ({path})")
+        ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        chosen = [p for p in chosen if p.id in ids]
+    if states:
+        bad = [s for s in states if s not in STATE_FILTERS]
+        if bad:
+            raise ConfigError(f"unknown state filter {bad[0]!r}; use one of {', '.join(STATE_FILTERS)}")
+        rows = {r["project"]: r for r in status(group, chosen)}
+        chosen = [p for p in chosen if rows[p.id]["state"] in states]
+    return chosen
+
+
+def run(
+    group: Group,
+    phases: Iterable[Phase | str],
+    *,
+    projects: Sequence[ResolvedProject] | None = None,
+    force: bool = False,
+    workers: int | None = None,
+    on_outcome: Callable[[PhaseOutcome], None] | None = None,
+) -> list[PhaseOutcome]:
+    """Run ``phases`` (in pipeline order) over ``projects`` (default: all)."""
+    from .runners.local import run_phases
+
+    wanted = {Phase(p) for p in phases}
+    ordered = [p for p in PHASE_ORDER if p in wanted]
+    ctx = RunContext(
+        work_dir=group.work_dir,
+        group_id=group.id,
+        force=force,
+        workers=workers or group.profile.workers,
+        log_level=group.profile.log_level,
+    )
+    group.work_dir.mkdir(parents=True, exist_ok=True)
+    selected = list(projects) if projects is not None else list(group.projects.values())
+    outcomes = run_phases(ordered, selected, ctx, on_outcome)
+    if Phase.CATALOG in ordered and group.pipeline.catalog.enabled:
+        write_collection(group)
+    return outcomes
+
+
+def project_status(group: Group, project_id: str) -> dict[str, Any]:
+    """A project's derived status: furthest phase, state, failure reason, product."""
+    paths = project_paths(group.work_dir, project_id)
+    try:
+        state = load_state(paths)
+    except StateError as err:
+        return {"project": project_id, "phase": None, "state": "failed", "reason": err.message,
+                "error_kind": str(err.kind), "product": None, "updated": None}
+    if state is None:
+        return {"project": project_id, "phase": None, "state": "pending", "reason": "",
+                "error_kind": None, "product": None, "updated": None}
+    phase_done = None
+    state_name, reason, kind, at_phase = "pending", "", None, None
+    for phase in PHASE_ORDER:
+        rec = state["phases"][str(phase)]
+        st = rec.get("status")
+        if st == Status.DONE:
+            phase_done = str(phase)
+            continue
+        if st == Status.FAILED:
+            state_name, at_phase = "failed", str(phase)
+            reason, kind = rec["error"]["message"], rec["error"]["kind"]
+        elif st == Status.RUNNING:
+            at_phase = str(phase)
+            state_name = "running" if is_locked(paths) else "interrupted"
+            if state_name == "interrupted":
+                reason = f"{phase} was interrupted (process {rec.get('pid')} on {rec.get('host')} stopped); rerun it"
+        break
+    else:
+        state_name = "done"
+    applicable = [str(p) for p in PHASE_ORDER if p in group.projects.get(project_id, None).phases] if project_id in group.projects else []
+    if state_name == "pending" and phase_done and applicable and phase_done == applicable[-1]:
+        state_name = "done"
+    product = current_product(state)
+    if state_name == "pending" and product and product.get("status") == "valid":
+        state_name = "ready"
+    return {
+        "project": project_id,
+        "phase": at_phase or phase_done,
+        "last_done": phase_done,
+        "state": state_name,
+        "reason": reason,
+        "error_kind": kind,
+        "product": (
+            {k: product.get(k) for k in ("revision", "layout", "status", "path", "n_refs", "size")}
+            if product else None
+        ),
+        "updated": state.get("updated"),
+    }
+
+
+def status(group: Group, projects: Sequence[ResolvedProject] | None = None) -> list[dict[str, Any]]:
+    """One row per project (derived from project state files; nothing group-level is stored)."""
+    ids = [p.id for p in (projects if projects is not None else group.projects.values())]
+    return [project_status(group, pid) for pid in ids]
+
+
+def report(group: Group, project_id: str) -> dict[str, Any]:
+    """The validation report of the project's current product."""
+    if project_id not in group.projects:
+        raise ConfigError(f"no project {project_id!r} in group {group.id!r}")
+    paths = project_paths(group.work_dir, project_id)
+    state = load_state(paths)
+    product = current_product(state) if state else None
+    if not product or "validation_report" not in product:
+        raise StateError(f"project {project_id!r} has no validation report yet; run validate")
+    return read_json(paths.root / product["validation_report"])
+
+
+def save_subset(group: Group, name: str, projects: Sequence[ResolvedProject]) -> Path:
+    """Save a named selection of projects for later runs (``--subset NAME``)."""
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"subset name {name!r} must be letters, digits, '-' or '_'")
+    path = subset_path(group, name)
+    atomic_write_text(path, "".join(f"{p.id}\n" for p in projects))
+    return path
+
+
+def write_collection(group: Group) -> Path | None:
+    """Derive the group's STAC Collection from the items of its catalogued projects."""
+    from .catalog.stac import build_collection, validate_stac
+    from ._io import atomic_write_json
+
+    items, hrefs = [], []
+    for pid in sorted(group.projects):
+        item_path = project_paths(group.work_dir, pid).catalog / "item.json"
+        if item_path.exists():
+            items.append(read_json(item_path))
+            hrefs.append(str(item_path.resolve()))
+    if not items:
+        return None
+    cat = group.pipeline.catalog
+    collection = build_collection(
+        collection_id=cat.collection_id or group.id,
+        description=cat.description or group.config.description or f"Products of group {group.id}",
+        items=items,
+        license=cat.license,
+        keywords=cat.keywords,
+        title=group.id,
+        item_hrefs=hrefs,
+    )
+    validate_stac(collection)
+    target = group.work_dir / "catalog" / "collection.json"
+    atomic_write_json(target, collection)
+    return target

@@ -1,0 +1,230 @@
+"""The ``padocc-like`` command line: a thin layer over :mod:`padocc_like.api`.
+
+Only this module (and the runners) print, read the environment or exit.
+Exit codes: 0 success, 1 some project failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+PHASES = ("init", "scan", "compute", "validate", "catalog")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("group", help="the group YAML file")
+    p.add_argument("-p", "--project", action="append", default=[], metavar="ID",
+                   help="only this project (repeatable)")
+    p.add_argument("-s", "--status", action="append", default=[], metavar="STATE",
+                   help="only projects in this state: done, failed, pending, running, interrupted, ready (repeatable)")
+    p.add_argument("--subset", metavar="NAME", help="only the projects of a saved subset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="padocc-like",
+        description="Turn archives of NetCDF/HDF5 files into validated, catalogued Kerchunk products.",
+        epilog="Example: padocc-like run group.yaml --workers 2; padocc-like status group.yaml",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    helps = {
+        "init": "resolve sources into each project's immutable input manifest",
+        "scan": "inspect the files; decide whether an exact product is possible",
+        "compute": "write the product (a new revision) atomically",
+        "validate": "compare the product with its sources, value for value",
+        "catalog": "write STAC items and the group's collection",
+    }
+    for name in PHASES:
+        p = sub.add_parser(name, help=helps[name], description=helps[name])
+        _selection_args(p)
+        p.add_argument("-f", "--force", action="store_true", help="redo the phase even if up to date")
+        p.add_argument("-w", "--workers", type=int, default=None, help="processes (default: profile)")
+        p.add_argument("--json", action="store_true", help="machine-readable outcomes")
+    p = sub.add_parser("run", help="run all phases of the pipeline in order",
+                       description="Run the pipeline's phases in order (or --phases).")
+    _selection_args(p)
+    p.add_argument("--phases", help="comma-separated subset of phases, e.g. scan,compute")
+    p.add_argument("-f", "--force", action="store_true", help="redo phases even if up to date")
+    p.add_argument("-w", "--workers", type=int, default=None, help="processes (default: profile)")
+    p.add_argument("--json", action="store_true", help="machine-readable outcomes")
+
+    p = sub.add_parser("status", help="projects by phase and state, with failure reasons")
+    _selection_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("report", help="the validation report of a project")
+    p.add_argument("group", help="the group YAML file")
+    p.add_argument("-p", "--project", required=True, metavar="ID")
+    p.add_argument("--json", action="store_true", help="the full JSON report")
+
+    p = sub.add_parser("subset", help="save the selected projects as a named subset")
+    _selection_args(p)
+    p.add_argument("--name", required=True, help="name to save the subset under")
+
+    p = sub.add_parser("demo", help="generate a small archive and run every phase on it")
+    p.add_argument("--dir", default="demo-work", help="where to put the archive and work directory")
+    p.add_argument("--files", type=int, default=12, help="number of monthly files")
+    p.add_argument("-w", "--workers", type=int, default=2)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    root = logging.getLogger("padocc_like")
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))
+
+
+def _print_outcome(out: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(out.to_dict()), flush=True)
+        return
+    mark = {"done": "ok  ", "failed": "FAIL"}.get(out.status, out.status)
+    skipped = " (skipped)" if out.skipped else ""
+    print(f"{mark} {out.phase:<8} {out.project}: {out.message}{skipped}", flush=True)
+
+
+def _cmd_phases(args: argparse.Namespace, phases: Sequence[str]) -> int:
+    from . import api
+
+    group = api.open_group(args.group)
+    projects = api.select(group, args.project, args.status, args.subset)
+    if not projects:
+        print("no projects selected", file=sys.stderr)
+        return EXIT_OK
+    outcomes = api.run(group, phases, projects=projects, force=args.force, workers=args.workers,
+                       on_outcome=lambda o: _print_outcome(o, args.json))
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not args.json:
+        done = len({o.project for o in outcomes}) - len({o.project for o in failed})
+        print(f"{done} project(s) ok, {len({o.project for o in failed})} failed", flush=True)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from . import api
+
+    group = api.open_group(args.group)
+    rows = api.status(group, api.select(group, args.project, args.status, args.subset))
+    if args.json:
+        print(json.dumps({"group": group.id, "work_dir": str(group.work_dir), "projects": rows}, indent=1))
+        return EXIT_OK
+    print(render_status(group.id, rows))
+    return EXIT_OK
+
+
+def render_status(group_id: str, rows: list[dict[str, Any]]) -> str:
+    """The status table, counts by phase and state, and failures grouped by reason."""
+    lines = [f"group {group_id}: {len(rows)} project(s)"]
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r["phase"] or "-", r["state"])
+        counts[key] = counts.get(key, 0) + 1
+    for (phase, state), n in sorted(counts.items()):
+        lines.append(f"  {n:5d}  {phase:<9} {state}")
+    width = max([len(r["project"]) for r in rows] + [7])
+    lines.append("")
+    lines.append(f"{'project':<{width}}  {'phase':<9} {'state':<12} product  reason")
+    for r in rows:
+        prod = r.get("product")
+        prod_s = f"r{prod['revision']}:{prod['status']}" if prod else "-"
+        reason = r["reason"] if len(r["reason"]) < 160 else r["reason"][:157] + "..."
+        lines.append(f"{r['project']:<{width}}  {(r['phase'] or '-'):<9} {r['state']:<12} {prod_s:<8} {reason}")
+    failures: dict[str, list[str]] = {}
+    for r in rows:
+        if r["state"] == "failed":
+            failures.setdefault(f"{r['phase']}/{r['error_kind']}", []).append(r["project"])
+    if failures:
+        lines.append("")
+        lines.append("failures by kind:")
+        for key, ids in sorted(failures.items()):
+            lines.append(f"  {key}: {len(ids)} ({', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''})")
+    return "\n".join(lines)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import api
+    from .validation.report import Finding, Severity, ValidationReport
+
+    group = api.open_group(args.group)
+    data = api.report(group, args.project)
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return EXIT_OK
+    rep = ValidationReport(
+        project=data["project"], product=data["product"], mode=data["mode"],
+        findings=[Finding(**{**f, "severity": Severity(f["severity"])}) for f in data["findings"]],
+        stats={k: data["summary"][k] for k in ("files", "variables", "values_compared") if k in data["summary"]},
+        duration_s=data["duration_s"],
+    )
+    print(rep.summary_text(limit=50))
+    return EXIT_OK if data["verdict"] == "pass" else EXIT_FAILED
+
+
+def _cmd_subset(args: argparse.Namespace) -> int:
+    from . import api
+
+    group = api.open_group(args.group)
+    projects = api.select(group, args.project, args.status, args.subset)
+    path = api.save_subset(group, args.name, projects)
+    print(f"saved {len(projects)} project(s) as subset {args.name!r} ({path})")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .demo import run_demo
+
+    return run_demo(Path(args.dir), n_files=args.files, workers=args.workers, echo=print)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"padocc-like {__version__}")
+        return EXIT_OK
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    _configure_logging(args.verbose, args.quiet)
+    from .errors import ConfigError, PadoccLikeError
+
+    try:
+        if args.command in PHASES:
+            return _cmd_phases(args, [args.command])
+        if args.command == "run":
+            phases = args.phases.split(",") if args.phases else list(PHASES)
+            bad = [p for p in phases if p not in PHASES]
+            if bad:
+                raise ConfigError(f"unknown phase {bad[0]!r}; phases are {', '.join(PHASES)}")
+            return _cmd_phases(args, phases)
+        return {"status": _cmd_status, "report": _cmd_report, "subset": _cmd_subset, "demo": _cmd_demo}[
+            args.command
+        ](args)
+    except ConfigError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except PadoccLikeError as err:
+        print(f"error [{err.kind}]: {err.message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Load YAML configuration into the models, with errors that name the file and key."""
+
+from __future__ import annotations
+
+import glob as globmod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError
+from .models import (
+    DiscoverConfig,
+    GroupConfig,
+    PipelineConfig,
+    ProfileConfig,
+    ProjectConfig,
+    ProjectOptions,
+    ResolvedProject,
+    Sources,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if e["type"] == "extra_forbidden":
+            key = loc[-1] if loc else "?"
+            parent = _format_loc(loc[:-1])
+            lines.append(f"{source}: unknown key {key!r} in {parent}")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: missing required key {_format_loc(loc)!r}")
+        else:
+            lines.append(f"{source}: {_format_loc(loc)}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: configuration file not found") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+
+
+def parse_model(model: type[M], data: Any, source: str) -> M:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from err
+
+
+def _bundled_dir(kind: str) -> list[Path]:
+    """Where named pipelines/profiles live: the package data, then a source checkout."""
+    here = Path(__file__).resolve().parent.parent
+    return [here / "_data" / kind, here.parent / kind]
+
+
+def _resolve_named(ref: str, kind: str, base_dir: Path) -> Path:
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        if not path.is_file():
+            raise ConfigError(f"{kind[:-1]} file {path} not found")
+        return path
+    candidates = [base_dir / kind] + _bundled_dir(kind)
+    for d in candidates:
+        for ext in (".yaml", ".yml"):
+            if (d / f"{ref}{ext}").is_file():
+                return d / f"{ref}{ext}"
+    known = sorted({p.stem for d in candidates if d.is_dir() for p in d.glob("*.y*ml")})
+    raise ConfigError(f"no {kind[:-1]} named {ref!r}; known: {', '.join(known) or 'none'}")
+
+
+def load_pipeline(ref: str | PipelineConfig, base_dir: Path) -> PipelineConfig:
+    if isinstance(ref, PipelineConfig):
+        return ref
+    path = _resolve_named(ref, "pipelines", base_dir)
+    return parse_model(PipelineConfig, read_yaml(path), str(path))
+
+
+def load_profile(ref: str | ProfileConfig, base_dir: Path) -> ProfileConfig:
+    if isinstance(ref, ProfileConfig):
+        return ref
+    path = _resolve_named(ref, "configs", base_dir)
+    return parse_model(ProfileConfig, read_yaml(path), str(path))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A loaded group: its config, file location, pipeline, profile and resolved projects."""
+
+    config: GroupConfig
+    path: Path
+    pipeline: PipelineConfig
+    profile: ProfileConfig
+    projects: dict[str, ResolvedProject]
+
+    @property
+    def id(self) -> str:
+        return self.config.group
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def work_dir(self) -> Path:
+        wd = Path(self.config.work_dir).expanduser()
+        return wd if wd.is_absolute() else (self.base_dir / wd).resolve()
+
+
+def _merge(*layers: ProjectOptions) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.model_dump(exclude_none=True, by_alias=True).items():
+            if key in ("product", "scan", "validation") and key in merged:
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+def resolve_project(
+    project: ProjectConfig,
+    group: GroupConfig,
+    pipeline: PipelineConfig,
+    profile: ProfileConfig,
+    base_dir: Path,
+    extra: ProjectOptions | None = None,
+) -> ResolvedProject:
+    base = ProjectOptions(
+        product=pipeline.product, scan=pipeline.scan, validation=pipeline.validation
+    )
+    layers = [base, group.defaults] + ([extra] if extra else []) + [project]
+    merged = _merge(*layers)
+    catalog_properties = merged.pop("catalog_properties", {})
+    for key in ("id", "sources", "description"):
+        merged.pop(key, None)
+    return ResolvedProject.model_validate(
+        {
+            **merged,
+            "id": project.id,
+            "group": group.group,
+            "sources": project.sources.model_dump(exclude_none=True),
+            "base_dir": str(base_dir),
+            "description": project.description,
+            "catalog": pipeline.catalog.model_dump(),
+            "catalog_properties": catalog_properties,
+            "phases": [str(p) for p in pipeline.phases],
+            "inline_threshold": profile.inline_threshold,
+            "materialize_limit_mb": profile.materialize_limit_mb,
+        }
+    )
+
+
+def discover_projects(entry: DiscoverConfig, base_dir: Path, source: str) -> list[ProjectConfig]:
+    """One project per directory matched by ``entry.pattern`` that holds matching files."""
+    root = Path(entry.root).expanduser()
+    root = root if root.is_absolute() else (base_dir / root)
+    if not root.is_dir():
+        raise ConfigError(f"{source}: discover root {root} is not a directory")
+    projects = []
+    for directory in sorted(p for p in root.glob(entry.pattern) if p.is_dir()):
+        if not any(directory.glob(entry.files)):
+            continue
+        rel = directory.relative_to(root)
+        parts = rel.parts
+        try:
+            pid = entry.id.format(*parts, path=".".join(parts), name=directory.name)
+        except (IndexError, KeyError) as err:
+            raise ConfigError(f"{source}: discover id template {entry.id!r} for {rel}: {err}") from err
+        pid = pid.replace("/", ".")
+        try:
+            projects.append(
+                ProjectConfig(id=pid, sources=Sources(glob=str(directory / entry.files)))
+            )
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"{source} (discovered {rel})")) from err
+    return projects
+
+
+def load_group(path: str | Path) -> Group:
+    """Load a group file with its pipeline and profile, and resolve every project."""
+    path = Path(path).resolve()
+    config = parse_model(GroupConfig, read_yaml(path), str(path))
+    base_dir = path.parent
+    pipeline = load_pipeline(config.pipeline, base_dir)
+    profile = load_profile(config.profile, base_dir)
+    projects: dict[str, ResolvedProject] = {}
+    for p in config.projects:
+        projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir)
+    for entry in config.discover:
+        for p in discover_projects(entry, base_dir, str(path)):
+            if p.id in projects:
+                raise ConfigError(f"{path}: discovered project id {p.id!r} clashes with another project")
+            projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir, entry.options)
+    return Group(config=config, path=path, pipeline=pipeline, profile=profile, projects=projects)
+
+
+def expand_sources(sources: Sources, base_dir: Path) -> list[str]:
+    """The file paths named by a project's sources, absolute, in a stable order."""
+    def absolute(p: str) -> str:
+        p = p.removeprefix("file://")
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() else (base_dir / q).resolve())
+
+    if sources.files is not None:
+        return [absolute(p) for p in sources.files]
+    if sources.list_file is not None:
+        lf = Path(absolute(sources.list_file))
+        try:
+            lines = lf.read_text().splitlines()
+        except FileNotFoundError as err:
+            raise ConfigError(f"list file {lf} not found") from err
+        return [absolute(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+    patterns = [sources.glob] if isinstance(sources.glob, str) else list(sources.glob or [])
+    found: set[str] = set()
+    for pattern in patterns:
+        found.update(globmod.glob(absolute(pattern), recursive=True))
+    return sorted(p for p in found if Path(p).is_file())

@@ -1,0 +1,220 @@
+"""Typed, frozen, validated configuration models.
+
+Three kinds of YAML file feed them:
+
+* a **group** file (:class:`GroupConfig`): the group id, the work directory,
+  which pipeline and profile to use, defaults, and the projects (listed one by
+  one, or discovered from a directory tree);
+* a **pipeline** file in ``pipelines/`` (:class:`PipelineConfig`): the phases,
+  the product kind and its options, validation mode and catalog output;
+* a **profile** file in ``configs/`` (:class:`ProfileConfig`): how runs
+  behave on a site (workers, logging, scanner settings).
+
+Every model rejects unknown keys. Project options resolve by precedence:
+pipeline < group ``defaults`` < discover entry ``options`` < the project itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..types import Phase, ProductKind, ValidationMode
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+"""Project and group ids: safe in paths, STAC ids and SLURM job names."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --- sources -----------------------------------------------------------------
+class Sources(_Model):
+    """Where a project's files are: exactly one of ``glob``, ``files`` or ``list_file``.
+
+    Relative paths are relative to the group file's directory. Paths may be
+    fsspec URLs (``file://...``); other protocols arrive with object storage.
+    """
+
+    glob: str | list[str] | None = None
+    files: list[str] | None = None
+    list_file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Sources:
+        given = [k for k in ("glob", "files", "list_file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "sources needs exactly one of 'glob', 'files' or 'list_file'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+# --- options a project can override ---------------------------------------
+class AttributeEdits(_Model):
+    """Attribute changes applied to the product (``set`` wins over the sources)."""
+
+    set: dict[str, Any] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class Attributes(_Model):
+    global_: AttributeEdits = Field(default_factory=AttributeEdits, alias="global")
+    variables: dict[str, AttributeEdits] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Variables(_Model):
+    keep: list[str] | None = None
+    drop: list[str] = Field(default_factory=list)
+
+
+class ProductOptions(_Model):
+    """The product to compute and its options."""
+
+    kind: ProductKind = ProductKind.KERCHUNK
+    layout: Literal["auto", "json", "parquet"] = "auto"
+    parquet_threshold_mb: float = Field(100.0, gt=0)
+    """Write Parquet instead of JSON when the JSON would exceed this size."""
+    record_size: int = Field(100_000, gt=0)
+    """Rows per Parquet record file."""
+
+
+class ScanOptions(_Model):
+    sample: Literal["all"] | Annotated[int, Field(gt=0)] = "all"
+    """Files to inspect in scan: ``all``, or how many (spread evenly) for large projects."""
+    all_files_up_to: int = Field(1000, gt=0)
+    """With ``sample: all``, projects up to this many files are scanned fully in scan;
+    larger ones scan an even sample of this many (compute always reads every file)."""
+
+
+class ValidationOptions(_Model):
+    mode: ValidationMode = ValidationMode.FULL
+    sample_fraction: float = Field(0.1, gt=0, le=1)
+    """In ``sampled`` mode: the fraction of each variable's chunks compared (at least one per file)."""
+    allow_attribute_differences: list[str] = Field(default_factory=list)
+    """Attribute names (``name`` for global, ``var:name`` per variable) whose difference is allowed."""
+
+
+class CatalogOptions(_Model):
+    enabled: bool = True
+    collection_id: str | None = None
+    description: str | None = None
+    license: str = "other"
+    keywords: list[str] = Field(default_factory=list)
+    href_base: str | None = None
+    """Base URL at which the work directory's products will be served (for asset hrefs);
+    without it, hrefs are absolute local paths."""
+    extra_properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProjectOptions(_Model):
+    """Everything a project may override. ``None`` means: inherit."""
+
+    concat_dims: list[str] | None = None
+    variables: Variables | None = None
+    attributes: Attributes | None = None
+    product: ProductOptions | None = None
+    scan: ScanOptions | None = None
+    validation: ValidationOptions | None = None
+    catalog_properties: dict[str, Any] | None = None
+
+
+class ProjectConfig(ProjectOptions):
+    id: Annotated[str, Field(pattern=ID_PATTERN, max_length=200)]
+    sources: Sources
+    description: str | None = None
+
+
+class DiscoverConfig(_Model):
+    """Make one project per directory matched by ``pattern`` under ``root``."""
+
+    root: str
+    pattern: str
+    """A glob of directories relative to ``root`` (e.g. ``CMIP6/*/*/*/*/*/*/*/*/*``)."""
+    files: str = "*.nc"
+    """Glob of the files of each project, relative to its directory."""
+    id: str = "{path}"
+    """Project id template: ``{path}`` (relative path, ``/`` → ``.``), ``{name}`` (last
+    directory), ``{0}``, ``{1}``... (path components)."""
+    options: ProjectOptions = Field(default_factory=ProjectOptions)
+
+
+# --- pipeline, profile, group -------------------------------------------------
+class PipelineConfig(_Model):
+    name: Annotated[str, Field(pattern=ID_PATTERN)]
+    description: str = ""
+    phases: list[Phase] = Field(default_factory=lambda: list(Phase))
+    product: ProductOptions = Field(default_factory=ProductOptions)
+    scan: ScanOptions = Field(default_factory=ScanOptions)
+    validation: ValidationOptions = Field(default_factory=ValidationOptions)
+    catalog: CatalogOptions = Field(default_factory=CatalogOptions)
+
+    @field_validator("phases")
+    @classmethod
+    def _ordered(cls, phases: list[Phase]) -> list[Phase]:
+        order = list(Phase)
+        if phases != sorted(set(phases), key=order.index):
+            raise ValueError(f"phases must be distinct and in order {[str(p) for p in order]}")
+        if Phase.INIT not in phases:
+            raise ValueError("phases must include 'init'")
+        return phases
+
+
+class ProfileConfig(_Model):
+    name: Annotated[str, Field(pattern=ID_PATTERN)] = "default"
+    description: str = ""
+    workers: int = Field(1, ge=1, le=512)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    inline_threshold: int = Field(500, ge=0)
+    """Chunks smaller than this many bytes are copied into the product."""
+    materialize_limit_mb: float = Field(16.0, ge=0)
+    """Coordinates and bounds along the concatenation axis up to this size are copied
+    into the product (their chunking and time units may then differ between files)."""
+
+
+class GroupConfig(_Model):
+    group: Annotated[str, Field(pattern=ID_PATTERN, max_length=100)]
+    description: str = ""
+    work_dir: str
+    pipeline: str | PipelineConfig = "kerchunk"
+    profile: str | ProfileConfig = "local"
+    defaults: ProjectOptions = Field(default_factory=ProjectOptions)
+    projects: list[ProjectConfig] = Field(default_factory=list)
+    discover: list[DiscoverConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> GroupConfig:
+        seen: set[str] = set()
+        for p in self.projects:
+            if p.id in seen:
+                raise ValueError(f"project id {p.id!r} appears twice")
+            seen.add(p.id)
+        if not self.projects and not self.discover:
+            raise ValueError("a group needs 'projects' or 'discover' (or both)")
+        return self
+
+
+class ResolvedProject(_Model):
+    """A project with every option resolved; this is what init snapshots into state."""
+
+    id: str
+    group: str
+    sources: Sources
+    base_dir: str
+    description: str | None = None
+    concat_dims: list[str] | None = None
+    variables: Variables = Field(default_factory=Variables)
+    attributes: Attributes = Field(default_factory=Attributes)
+    product: ProductOptions = Field(default_factory=ProductOptions)
+    scan: ScanOptions = Field(default_factory=ScanOptions)
+    validation: ValidationOptions = Field(default_factory=ValidationOptions)
+    catalog: CatalogOptions = Field(default_factory=CatalogOptions)
+    catalog_properties: dict[str, Any] = Field(default_factory=dict)
+    phases: list[Phase] = Field(default_factory=lambda: list(Phase))
+    inline_threshold: int = 500
+    materialize_limit_mb: float = 16.0

@@ -1,0 +1,64 @@
+"""Run phases over projects on one machine: serially or with a process pool.
+
+With ``workers > 1`` and several projects, projects run in parallel (one
+process each, files serial); with one project, its per-file work uses the
+workers instead. This is the only module besides the CLI that decides about
+processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+
+from ..config.models import ResolvedProject
+from ..stages import STAGES
+from ..stages.base import PhaseOutcome, RunContext, run_phase
+from ..types import Phase, Status
+
+
+def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOutcome:
+    stage, fingerprint = STAGES[phase]
+    return run_phase(phase, project, ctx, stage, fingerprint)
+
+
+def _run_one_payload(phase: str, project_json: dict, ctx: RunContext) -> PhaseOutcome:
+    return run_one(Phase(phase), ResolvedProject.model_validate(project_json), ctx)
+
+
+def run_phases(
+    phases: Iterable[Phase],
+    projects: list[ResolvedProject],
+    ctx: RunContext,
+    on_outcome: Callable[[PhaseOutcome], None] | None = None,
+) -> list[PhaseOutcome]:
+    """Run each phase over every project (phase by phase); a failed project stops there."""
+    outcomes: list[PhaseOutcome] = []
+    active = list(projects)
+    for phase in phases:
+        wanted = [p for p in active if phase in p.phases]
+        results: list[PhaseOutcome] = []
+        if ctx.workers > 1 and len(wanted) > 1:
+            project_ctx = replace(ctx, workers=1)
+            with ProcessPoolExecutor(max_workers=min(ctx.workers, len(wanted))) as pool:
+                futures = [
+                    pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx)
+                    for p in wanted
+                ]
+                for fut in as_completed(futures):
+                    out = fut.result()
+                    results.append(out)
+                    if on_outcome:
+                        on_outcome(out)
+        else:
+            for p in wanted:
+                out = run_one(phase, p, ctx)
+                results.append(out)
+                if on_outcome:
+                    on_outcome(out)
+        failed = {o.project for o in results if o.status == Status.FAILED}
+        active = [p for p in active if p.id not in failed]
+        order = {p.id: i for i, p in enumerate(projects)}
+        outcomes.extend(sorted(results, key=lambda o: order[o.project]))
+    return outcomes

@@ -1,0 +1,214 @@
+"""Run one phase of one project: the only place where stage outcomes become state.
+
+``run_phase`` takes the project's lock, checks the phases it needs have
+succeeded, skips the phase when its fingerprint (the digest of everything it
+depends on) matches the last successful run, records ``running`` then
+``done``/``failed`` atomically, and writes a log file per run
+(``logs/<phase>-<timestamp>.log``, never overwritten).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._io import canonical_json, sha256_text, utc_now
+from ..config.models import ResolvedProject
+from ..errors import ErrorKind, PadoccLikeError, PhaseOrderError, StateLockedError
+from ..state.store import (
+    ProjectPaths,
+    load_state,
+    new_state,
+    project_lock,
+    project_paths,
+    record_event,
+    save_state,
+)
+from ..types import Phase, Status
+
+log = logging.getLogger("padocc_like")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a stage needs to know about the run (no globals, no environment)."""
+
+    work_dir: Path
+    group_id: str
+    force: bool = False
+    workers: int = 1
+    """Processes for per-file work inside the project."""
+    log_level: str = "info"
+
+
+@dataclass
+class StageOutput:
+    """What a stage function returns to the runner."""
+
+    message: str
+    fingerprint: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """The result of one phase of one project, as reported to the caller."""
+
+    project: str
+    phase: str
+    status: str
+    message: str
+    skipped: bool = False
+    error_kind: str | None = None
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+StageFn = Callable[[ResolvedProject, ProjectPaths, dict[str, Any], RunContext], StageOutput]
+FingerprintFn = Callable[[ResolvedProject, ProjectPaths, dict[str, Any]], str | None]
+
+
+def digest(*parts: Any) -> str:
+    return sha256_text(canonical_json([__version__, *parts]))
+
+
+def config_digest(project: ResolvedProject) -> str:
+    return digest(project.model_dump(mode="json"))
+
+
+def _attach_log(paths: ProjectPaths, phase: Phase, level: str) -> tuple[logging.Handler, Path]:
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    stamp = utc_now().replace(":", "").replace("-", "")
+    path = paths.logs / f"{phase}-{stamp}-{os.getpid()}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root = logging.getLogger("padocc_like")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > handler.level:
+        root.setLevel(handler.level)
+    return handler, path
+
+
+def run_phase(
+    phase: Phase,
+    project: ResolvedProject,
+    ctx: RunContext,
+    stage: StageFn,
+    fingerprint: FingerprintFn,
+) -> PhaseOutcome:
+    """Run ``stage`` for ``project`` under the project's lock and record the outcome."""
+    paths = project_paths(ctx.work_dir, project.id)
+    t0 = time.perf_counter()
+    try:
+        lock = project_lock(paths)
+        lock.__enter__()
+    except StateLockedError as err:
+        return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
+    try:
+        state = load_state(paths)
+        if state is None:
+            if phase is not Phase.INIT:
+                err = PhaseOrderError(f"project {project.id!r} has not been initialised; run init first")
+                return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
+            state = new_state(project.id, ctx.group_id)
+        for needed in phase.requires:
+            if state["phases"][str(needed)]["status"] != Status.DONE:
+                err = PhaseOrderError(
+                    f"project {project.id!r}: {phase} needs {needed} to have succeeded "
+                    f"(it is {state['phases'][str(needed)]['status']})"
+                )
+                return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
+
+        record = state["phases"][str(phase)]
+        expected = fingerprint(project, paths, state)
+        if (
+            not ctx.force
+            and record.get("status") == Status.DONE
+            and expected is not None
+            and record.get("fingerprint") == expected
+        ):
+            return PhaseOutcome(
+                project.id, str(phase), str(Status.DONE),
+                f"up to date ({record.get('message', '')})", skipped=True,
+            )
+
+        handler, log_path = _attach_log(paths, phase, ctx.log_level)
+        started = utc_now()
+        state["phases"][str(phase)] = {
+            "status": str(Status.RUNNING),
+            "started": started,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "log": str(log_path.relative_to(paths.root)),
+        }
+        record_event(state, phase, "started")
+        save_state(paths, state)
+        log.info("%s: %s started", project.id, phase)
+        try:
+            out = stage(project, paths, state, ctx)
+        except PadoccLikeError as err:
+            log.error("%s: %s failed: %s", project.id, phase, err.message)
+            return _finish_failed(paths, state, phase, started, t0, err.to_dict(), log_path)
+        except Exception as err:  # the runner boundary: record, never crash the group
+            log.error("%s: %s failed unexpectedly\n%s", project.id, phase, traceback.format_exc())
+            info = {"kind": str(ErrorKind.INTERNAL), "type": type(err).__name__,
+                    "message": f"internal error: {type(err).__name__}: {err}"}
+            return _finish_failed(paths, state, phase, started, t0, info, log_path)
+        finally:
+            logging.getLogger("padocc_like").removeHandler(handler)
+            handler.close()
+        duration = time.perf_counter() - t0
+        state["phases"][str(phase)] = {
+            "status": str(Status.DONE),
+            "started": started,
+            "finished": utc_now(),
+            "duration_s": round(duration, 4),
+            "fingerprint": out.fingerprint,
+            "message": out.message,
+            "log": str(log_path.relative_to(paths.root)),
+            **({"details": out.details} if out.details else {}),
+        }
+        record_event(state, phase, "done", out.message, duration_s=round(duration, 4))
+        save_state(paths, state)
+        return PhaseOutcome(project.id, str(phase), str(Status.DONE), out.message, duration_s=duration)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _finish_failed(
+    paths: ProjectPaths,
+    state: dict[str, Any],
+    phase: Phase,
+    started: str,
+    t0: float,
+    error: dict[str, str],
+    log_path: Path,
+) -> PhaseOutcome:
+    # reload: the stage may have saved state (e.g. a product record) before failing
+    current = load_state(paths) or state
+    duration = time.perf_counter() - t0
+    current["phases"][str(phase)] = {
+        "status": str(Status.FAILED),
+        "started": started,
+        "finished": utc_now(),
+        "duration_s": round(duration, 4),
+        "error": error,
+        "log": str(log_path.relative_to(paths.root)),
+    }
+    record_event(current, phase, "failed", error["message"], kind=error["kind"])
+    save_state(paths, current)
+    return PhaseOutcome(
+        current["project"], str(phase), str(Status.FAILED), error["message"],
+        error_kind=error["kind"], duration_s=duration,
+    )

@@ -1,0 +1,89 @@
+"""catalog: write a STAC Item for the project's validated product (static JSON)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._io import atomic_write_json
+from ..config.models import ResolvedProject
+from ..errors import CatalogError
+from ..state.store import ProjectPaths, current_product
+from ..writers.base import ProductRecord, get_writer
+from .base import RunContext, StageOutput, digest
+
+
+def collection_id(project: ResolvedProject) -> str:
+    return project.catalog.collection_id or project.group
+
+
+def href_for(path: Path, work_dir: Path, base: str | None) -> str:
+    """A public URL under ``href_base`` when configured, else the absolute local path."""
+    if base:
+        return base.rstrip("/") + "/" + path.resolve().relative_to(work_dir.resolve()).as_posix()
+    return str(path.resolve())
+
+
+def software_versions() -> dict[str, str]:
+    out = {"padocc-like": __version__}
+    for pkg in ("h5py", "numcodecs", "xarray", "kerchunk", "zarr", "fsspec"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def catalog_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
+    product = current_product(state)
+    if product is None:
+        return None
+    return digest("catalog", product["sha256"], product.get("status"), project.catalog.model_dump(mode="json"),
+                  project.catalog_properties)
+
+
+def catalog_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+    from ..catalog.stac import build_item, summarise_dataset, validate_stac
+
+    product = current_product(state)
+    if product is None or product.get("status") != "valid":
+        raise CatalogError(
+            f"project {project.id!r}: the current product has not passed validation "
+            f"(status {product.get('status') if product else 'none'}); it will not be catalogued"
+        )
+    record = ProductRecord.from_dict({k: product[k] for k in ProductRecord.__dataclass_fields__})
+    import xarray as xr
+
+    ds = get_writer(record.kind).open_dataset(
+        record, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True), decode_timedelta=False
+    )
+    try:
+        summary = summarise_dataset(ds)
+    finally:
+        ds.close()
+    work_dir = ctx.work_dir
+    report_path = paths.root / product["validation_report"]
+    properties = {**project.catalog.extra_properties, **project.catalog_properties}
+    item = build_item(
+        project_id=project.id,
+        collection_id=collection_id(project),
+        summary=summary,
+        product={**product},
+        report_href=href_for(report_path, work_dir, project.catalog.href_base),
+        product_href=href_for(Path(record.path), work_dir, project.catalog.href_base),
+        properties=properties,
+        software=software_versions(),
+        title=project.id,
+        description=project.description or f"{project.id}: aggregated from {product.get('n_files')} files",
+        license=project.catalog.license,
+    )
+    validate_stac(item)
+    target = paths.catalog / "item.json"
+    atomic_write_json(target, item)
+    return StageOutput(
+        message=f"STAC item {target.relative_to(paths.root)}",
+        fingerprint=catalog_fingerprint(project, paths, state) or "",
+        details={"item": str(target.relative_to(paths.root))},
+    )

@@ -1,0 +1,59 @@
+"""Scan the files of a manifest, with a per-file cache and optional process parallelism."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._io import atomic_write_json, canonical_json, read_json, sha256_text
+from ..references.model import FileScan
+from ..scanners.base import scan_file
+
+log = logging.getLogger(__name__)
+
+
+def _cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
+    return sha256_text(canonical_json([__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold]))
+
+
+def _scan_one(args: tuple[dict[str, Any], int, str]) -> tuple[FileScan, bool]:
+    entry, inline_threshold, cache_dir = args
+    cache = Path(cache_dir) / f"{_cache_key(entry, inline_threshold)}.json"
+    if cache.exists():
+        try:
+            return FileScan.from_dict(read_json(cache)), True
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable scan cache %s", cache)
+    scan = scan_file(entry["url"], inline_threshold=inline_threshold)
+    atomic_write_json(cache, scan.to_dict(), indent=None)
+    return scan, False
+
+
+def scan_entries(
+    entries: list[dict[str, Any]], inline_threshold: int, cache_dir: Path, workers: int = 1
+) -> list[FileScan]:
+    """Scan manifest entries (cached by URL, size and mtime), in manifest order."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(e, inline_threshold, str(cache_dir)) for e in entries]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            results = list(pool.map(_scan_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    else:
+        results = [_scan_one(j) for j in jobs]
+    hits = sum(1 for _, hit in results if hit)
+    log.info("scanned %d files (%d from cache)", len(results), hits)
+    return [scan for scan, _ in results]
+
+
+def sample_entries(entries: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` entries spread evenly over the list, always including the first and last."""
+    if n >= len(entries):
+        return list(entries)
+    if n == 1:
+        return [entries[0]]
+    step = (len(entries) - 1) / (n - 1)
+    picks = sorted({round(i * step) for i in range(n)})
+    return [entries[i] for i in picks]

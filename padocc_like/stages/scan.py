@@ -1,0 +1,150 @@
+"""scan: inspect the files and decide whether the product can represent them exactly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write_json, read_json, utc_now
+from ..config.models import ResolvedProject
+from ..errors import AggregationError, NotRepresentableError
+from ..references.combine import CombineOptions, combine, select_variables
+from ..references.model import Aggregate, FileScan
+from ..sources import verify_manifest
+from ..state.store import ProjectPaths
+from ..types import ProductKind
+from ..writers.kerchunk import JSON_BYTES_PER_REF, KerchunkWriter
+from .base import RunContext, StageOutput, digest
+from .files import sample_entries, scan_entries
+
+log = logging.getLogger(__name__)
+SCAN_FORMAT = "padocc-like/scan"
+SCAN_VERSION = 1
+
+
+def combine_options(project: ResolvedProject) -> CombineOptions:
+    return CombineOptions(
+        concat_dims=tuple(project.concat_dims) if project.concat_dims is not None else None,
+        keep_variables=tuple(project.variables.keep) if project.variables.keep is not None else None,
+        drop_variables=tuple(project.variables.drop),
+        materialize_limit=int(project.materialize_limit_mb * (1 << 20)),
+    )
+
+
+def kerchunk_writer(project: ResolvedProject) -> KerchunkWriter:
+    return KerchunkWriter(
+        parquet_threshold_bytes=int(project.product.parquet_threshold_mb * (1 << 20)),
+        record_size=project.product.record_size,
+        layout=project.product.layout,
+    )
+
+
+def scan_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
+    return digest("scan", state.get("manifest_sha256"), state.get("config_sha256"))
+
+
+def describe_variable(name: str, scans: list[FileScan]) -> dict[str, Any]:
+    """What scan reports per variable: taken from the first file, with what varies."""
+    first = scans[0].variables[name]
+    chunk_shapes = sorted({tuple(s.variables[name].chunks) for s in scans if name in s.variables})
+    extents = [list(s.variables[name].shape) for s in scans if name in s.variables]
+    info: dict[str, Any] = {
+        "dims": list(first.dims),
+        "dtype": first.dtype,
+        "shape_first_file": list(first.shape),
+        "chunks": [list(c) for c in chunk_shapes],
+        "codecs": [f["id"] for f in first.filters or []],
+        "fill_value": first.fill_value,
+        "storage": first.storage,
+    }
+    for key in ("scale_factor", "add_offset", "missing_value", "units", "calendar"):
+        if key in first.attrs:
+            info[key] = first.attrs[key]
+    if len({tuple(e) for e in extents}) > 1:
+        info["shapes_vary"] = True
+    return info
+
+
+def analyse(scans: list[FileScan], project: ResolvedProject, sampled: bool) -> dict[str, Any]:
+    """The scan report: formats, variables, concat dims, verdict and estimates."""
+    options = combine_options(project)
+    report: dict[str, Any] = {
+        "format": SCAN_FORMAT,
+        "version": SCAN_VERSION,
+        "project": project.id,
+        "created": utc_now(),
+        "files_scanned": len(scans),
+        "sampled": sampled,
+        "file_formats": sorted({s.format for s in scans}),
+    }
+    selected = select_variables(scans[0], options)
+    report["variables"] = {n: describe_variable(n, scans) for n in sorted(selected)}
+    report["dimensions"] = scans[0].dims
+    report["unlimited"] = list(scans[0].unlimited)
+    agg: Aggregate | None = None
+    try:
+        agg = combine(scans, options)
+    except NotRepresentableError as err:
+        report["representable"] = False
+        report["reason"] = err.message
+        report["error_kind"] = str(err.kind)
+    except AggregationError as err:
+        report["representable"] = False
+        report["reason"] = err.message
+        report["error_kind"] = str(err.kind)
+    else:
+        report["representable"] = True
+        report["concat_dims"] = list(agg.concat_dims)
+        report["notes"] = agg.notes
+        report["fragments"] = [f.to_dict() for f in agg.fragments]
+        report["dimensions"] = agg.dims
+    return report, agg
+
+
+def scan_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+    manifest = read_json(paths.manifest)
+    verify_manifest(manifest)
+    entries = manifest["files"]
+    limit = project.scan.all_files_up_to if project.scan.sample == "all" else int(project.scan.sample)
+    chosen = sample_entries(entries, limit)
+    sampled = len(chosen) < len(entries)
+    t0 = time.perf_counter()
+    scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers)
+    per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
+    report, agg = analyse(scans, project, sampled)
+    report["files_total"] = len(entries)
+    # estimates for the whole project, extrapolated from the scanned files
+    scale = len(entries) / len(chosen)
+    refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
+    inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
+    n_refs = agg.n_refs() if (agg is not None and not sampled) else int(refs_per_file * len(entries))
+    json_bytes = KerchunkWriter.estimate_json_bytes(n_refs, int(inline_bytes * scale))
+    writer = kerchunk_writer(project)
+    layout = project.product.layout
+    if layout == "auto":
+        layout = "parquet" if json_bytes > writer.parquet_threshold_bytes else "json"
+    report["estimates"] = {
+        "n_refs": n_refs,
+        "bytes_per_ref_json": JSON_BYTES_PER_REF,
+        "json_bytes": json_bytes,
+        "layout": layout,
+        "source_bytes": sum(e["size"] for e in entries),
+        "scan_seconds_per_file": round(per_file_s, 5),
+        "compute_seconds": round(per_file_s * len(entries) * 1.2 + 0.5, 2),
+    }
+    report["product_kind"] = str(project.product.kind)
+    atomic_write_json(paths.scan, report)
+    if project.product.kind is ProductKind.KERCHUNK and not report["representable"]:
+        kind = report.get("error_kind")
+        err_cls = NotRepresentableError if kind == "not-representable" else AggregationError
+        raise err_cls(report["reason"])
+    what = f"{len(chosen)}/{len(entries)} files" + (" (sample)" if sampled else "")
+    concat = ",".join(report.get("concat_dims", [])) or "none"
+    return StageOutput(
+        message=f"{what}; concat {concat}; ~{n_refs} refs -> {layout}",
+        fingerprint=scan_fingerprint(project, paths, state) or "",
+        details={"representable": report["representable"], "layout": layout, "n_refs": n_refs},
+    )

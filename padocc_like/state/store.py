@@ -1,0 +1,187 @@
+"""Project state on disk (format ``padocc-like/project-state`` version 1).
+
+Each project owns one directory under ``<work_dir>/projects/<project_id>/``;
+only the process holding the project's lock writes there, so concurrent runs
+on different projects never touch each other's files, and group views
+(``status``) are derived by reading every project. Every file is written
+atomically (temporary file, fsync, rename). The format is specified in
+``docs/spec-state.md``; bump :data:`STATE_VERSION` on incompatible changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_json, read_json, utc_now
+from ..errors import StateError, StateLockedError
+from ..types import PHASE_ORDER, Phase, Status
+
+STATE_FORMAT = "padocc-like/project-state"
+STATE_VERSION = 1
+GROUP_MARKER = "padocc-like-group.json"
+HISTORY_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Where a project's files live."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def scan(self) -> Path:
+        return self.root / "scan.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def file_cache(self) -> Path:
+        return self.root / "cache" / "files"
+
+    @property
+    def products(self) -> Path:
+        return self.root / "products"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def project_paths(work_dir: Path, project_id: str) -> ProjectPaths:
+    return ProjectPaths(work_dir / "projects" / project_id)
+
+
+def new_state(project_id: str, group_id: str) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "project": project_id,
+        "group": group_id,
+        "created": utc_now(),
+        "updated": utc_now(),
+        "phases": {str(p): {"status": str(Status.PENDING)} for p in PHASE_ORDER},
+        "products": [],
+        "current_product": None,
+        "history": [],
+    }
+
+
+def load_state(paths: ProjectPaths) -> dict[str, Any] | None:
+    """The project's state, or None if init never ran."""
+    if not paths.state.exists():
+        return None
+    try:
+        state = read_json(paths.state)
+    except (OSError, ValueError) as err:
+        raise StateError(f"{paths.state}: unreadable state file: {err}") from err
+    if state.get("format") != STATE_FORMAT:
+        raise StateError(f"{paths.state}: not a padocc-like project state file")
+    if state.get("version") != STATE_VERSION:
+        raise StateError(
+            f"{paths.state}: state version {state.get('version')} is not supported "
+            f"(this release reads version {STATE_VERSION})"
+        )
+    return state
+
+
+def save_state(paths: ProjectPaths, state: dict[str, Any]) -> None:
+    state["updated"] = utc_now()
+    if len(state["history"]) > HISTORY_LIMIT:
+        state["history"] = state["history"][-HISTORY_LIMIT:]
+    atomic_write_json(paths.state, state)
+
+
+def record_event(state: dict[str, Any], phase: Phase | None, event: str, message: str = "", **extra: Any) -> None:
+    entry = {"time": utc_now(), "phase": str(phase) if phase else None, "event": event}
+    if message:
+        entry["message"] = message
+    entry.update(extra)
+    state["history"].append(entry)
+
+
+def reset_downstream(state: dict[str, Any], phase: Phase) -> None:
+    """Mark every phase after ``phase`` pending again (its inputs changed)."""
+    order = list(PHASE_ORDER)
+    for later in order[order.index(phase) + 1 :]:
+        state["phases"][str(later)] = {"status": str(Status.PENDING)}
+
+
+@contextlib.contextmanager
+def project_lock(paths: ProjectPaths) -> Iterator[None]:
+    """Hold the project's exclusive lock (non-blocking: a second runner fails fast)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise StateLockedError(
+                f"project {paths.root.name!r} is being processed by another run (lock {paths.lock})"
+            ) from err
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def is_locked(paths: ProjectPaths) -> bool:
+    """True if some process holds the project's lock right now."""
+    if not paths.lock.exists():
+        return False
+    fd = os.open(paths.lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def current_product(state: dict[str, Any]) -> dict[str, Any] | None:
+    rev = state.get("current_product")
+    for p in state.get("products", []):
+        if p["revision"] == rev:
+            return p
+    return None
+
+
+def list_projects(work_dir: Path) -> list[str]:
+    root = work_dir / "projects"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "state.json").exists())

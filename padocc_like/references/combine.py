@@ -386,7 +386,8 @@ def combine(
         if materialize:
             variables[name] = _materialized(name, per_file, [scans[i].url for i in order], axes, bounds_of, read_variable, attrs, cell_of_file, order)
         else:
-            variables[name] = _concatenated(name, per_file, [scans[i].url for i in order], axes, var_concat, url_pos, attrs, [cell_of_file[i] for i in order])
+            variables[name] = _concatenated(name, per_file, [scans[i].url for i in order], axes, var_concat,
+                                            url_pos, attrs, [cell_of_file[i] for i in order], read_variable)
 
     attrs, global_notes = _merge_global_attrs([scans[i] for i in order])
     notes.extend(global_notes)
@@ -629,22 +630,39 @@ def _concatenated(
     url_pos: dict[str, int],
     attrs: dict[str, Any],
     cells: list[tuple[int, ...]],
+    read_variable: RawReader = read_variable_from_file,
 ) -> AggVariable:
-    """Concatenate chunk tables along the concatenation dims (regular grid required)."""
+    """Concatenate chunk tables along the concatenation dims (regular grid required).
+
+    A variable that spans only some of the concatenation dims (``lat_bnds(lat)`` in
+    files split along time and lat) is held by several files per block: it is
+    referenced from the first of them, and the others must hold identical values.
+    """
     first = per_file[0]
     concat_order = list(axes)
-    for var, url in zip(per_file[1:], urls[1:], strict=True):
-        if var.filters != first.filters:
-            raise NotRepresentableError(
-                f"variable {name!r}: {url} is compressed with {var.filters} but {urls[0]} with "
-                f"{first.filters}; Kerchunk needs one codec list per variable"
-            )
-        if var.chunks != first.chunks:
-            raise NotRepresentableError(
-                f"variable {name!r}: chunk shape {var.chunks} in {url} differs from {first.chunks} "
-                f"in {urls[0]}; Kerchunk needs one chunk shape per variable (the files differ in "
-                "chunking: use product kind 'cfa' or 'zarr')"
-            )
+    # report every reason the files cannot share one chunk table, not only the first
+    others = list(zip(per_file[1:], urls[1:], strict=True))
+    chunk_diff = [(url, var.chunks) for var, url in others if var.chunks != first.chunks]
+    codec_diff = [(url, var.filters) for var, url in others if var.filters != first.filters]
+    problems = []
+    if chunk_diff:
+        more = f" (and {len(chunk_diff) - 1} more files)" if len(chunk_diff) > 1 else ""
+        problems.append(
+            f"the files differ in chunking: chunk shape {chunk_diff[0][1]} in "
+            f"{chunk_diff[0][0]}{more} differs from {first.chunks} in {urls[0]}"
+        )
+    if codec_diff:
+        more = f" (and {len(codec_diff) - 1} more files)" if len(codec_diff) > 1 else ""
+        problems.append(
+            f"the files differ in compression: {codec_diff[0][0]}{more} is compressed with "
+            f"{codec_diff[0][1]} but {urls[0]} with {first.filters}"
+        )
+    if problems:
+        raise NotRepresentableError(
+            f"variable {name!r}: " + "; ".join(problems) + "; Kerchunk needs one chunk shape "
+            "and one codec list per variable (use product kind 'cfa' or 'zarr')"
+        )
+    for var, url in others:
         for ax, d in enumerate(var.dims):
             if d not in var_concat and var.shape[ax] != first.shape[ax]:
                 raise AggregationError(
@@ -664,7 +682,8 @@ def _concatenated(
     lengths = np.zeros(n_out, dtype=np.int64)
     inline: dict[int, bytes] = {}
     filled = np.zeros(n_out, dtype=bool)
-    for var, url, cell in zip(per_file, urls, cells, strict=True):
+    holder: dict[tuple[int, ...], int] = {}  # block along var_concat -> first file holding it
+    for k, (var, url, cell) in enumerate(zip(per_file, urls, cells, strict=True)):
         chunk_origin = [0] * len(first.dims)
         for d in var_concat:
             ax = first.dims.index(d)
@@ -686,6 +705,17 @@ def _concatenated(
                     f"variable {name!r}: {url} has {var.shape[ax]} steps along {d!r}, its coordinate {size}"
                 )
             chunk_origin[ax] = start // c
+        block_key = tuple(cell[concat_order.index(d)] for d in var_concat)
+        if block_key in holder:
+            j = holder[block_key]
+            if not _arrays_identical(read_variable(per_file[j], urls[j]), read_variable(var, url)):
+                raise AggregationError(
+                    f"variable {name!r} spans only {var_concat} of the concatenation dims "
+                    f"{concat_order}, but {urls[j]} and {url} hold different values for the same "
+                    f"block along {var_concat}; it cannot appear once in the product"
+                )
+            continue
+        holder[block_key] = k
         local_grid = var.grid
         n_local = math.prod(local_grid)
         if n_local == 0:

@@ -9,6 +9,7 @@ processes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 
@@ -16,6 +17,9 @@ from ..config.models import ResolvedProject
 from ..stages import STAGES
 from ..stages.base import PhaseOutcome, RunContext, run_phase
 from ..types import Phase, Status
+
+# spawn, not fork: HDF5, netCDF and logging hold locks that a forked child would inherit held
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOutcome:
@@ -41,7 +45,7 @@ def run_phases(
         results: list[PhaseOutcome] = []
         if ctx.workers > 1 and len(wanted) > 1:
             project_ctx = replace(ctx, workers=1)
-            with ProcessPoolExecutor(max_workers=min(ctx.workers, len(wanted))) as pool:
+            with ProcessPoolExecutor(max_workers=min(ctx.workers, len(wanted)), mp_context=SPAWN) as pool:
                 futures = [
                     pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx)
                     for p in wanted

@@ -10,8 +10,8 @@ the whole file. netCDF-3 data is uncompressed and stored in one of two ways:
   variable, its unpadded slab size (records are then not padded).
 
 The layout rules and consistency checks follow netcdf-c's ``v1hpg.c``
-(``NC_computeshapes``, ``NC_check_voffs``), so any file netcdf-c opens scans,
-and a file whose declared data extends past its end is rejected.
+(``NC_computeshapes``, ``NC_check_voffs``): headers netcdf-c rejects as corrupt
+are rejected here too, and so is a file whose declared data extends past its end.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _HEADER_READ = 64 * 1024
 """First header read; the buffer grows (doubling) while the header needs more."""
 
 _SPAN_READ_LIMIT = 4 * 1024 * 1024
-"""Strided record data is read as one span up to this size, else one read per record."""
+"""Strided record data is read as one span up to this size, else gathered from a memory map."""
 
 _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
@@ -141,7 +141,7 @@ class _HeaderReader:
                 f"but only {len(self.buf)} bytes could be read"
             )
 
-    def _unpack(self, fmt: struct.Struct, what: str) -> int:
+    def unpack(self, fmt: struct.Struct, what: str) -> int:
         self.need(fmt.size, what)
         (value,) = fmt.unpack_from(self.buf, self.pos)
         self.pos += fmt.size
@@ -149,14 +149,14 @@ class _HeaderReader:
 
     def tag(self, what: str) -> int:
         """A 32-bit unsigned word (list tags, nc_type)."""
-        return self._unpack(_U32, what)
+        return self.unpack(_U32, what)
 
     def count(self, what: str) -> int:
         """A non-negative size or count: 32-bit unsigned, or 64-bit signed in CDF-5."""
         if not self.cdf5:
-            return self._unpack(_U32, what)
+            return self.unpack(_U32, what)
         at = self.pos
-        value = self._unpack(_I64, what)
+        value = self.unpack(_I64, what)
         if value < 0:
             raise self.error(f"{what} at byte {at} is negative ({value})")
         return value
@@ -164,7 +164,7 @@ class _HeaderReader:
     def offset(self, what: str) -> int:
         """A file offset: 32-bit signed in CDF-1, 64-bit signed in CDF-2 and CDF-5."""
         at = self.pos
-        value = self._unpack(_I32 if self.version == 1 else _I64, what)
+        value = self.unpack(_I32 if self.version == 1 else _I64, what)
         if value < 0:
             raise self.error(f"{what} at byte {at} is negative ({value})")
         return value
@@ -250,12 +250,12 @@ def _parse_header(f: IO[bytes], path: str, file_size: int) -> _Header:
     h.version = versions[magic]
     h.pos = 4
     if h.cdf5:
-        numrecs = h._unpack(_U64, "the record count")
+        numrecs = h.unpack(_U64, "the record count")
         streaming = numrecs == 0xFFFF_FFFF_FFFF_FFFF
         if not streaming and numrecs >= 1 << 63:
             raise h.error(f"the record count is negative ({numrecs - (1 << 64)})")
     else:
-        numrecs = h._unpack(_U32, "the record count")
+        numrecs = h.unpack(_U32, "the record count")
         streaming = numrecs == 0xFFFF_FFFF
     size = 8 if h.cdf5 else 4
 
@@ -270,6 +270,7 @@ def _parse_header(f: IO[bytes], path: str, file_size: int) -> _Header:
     attrs = _parse_attrs(h, "the file")
 
     variables: list[_Var] = []
+    seen: set[str] = set()
     n_vars = h.list_length(_NC_VARIABLE, 4 + size + 4 + size + 4 + size + size, "variable")
     for i in range(n_vars):
         name = h.name(f"the name of variable {i}")
@@ -293,8 +294,9 @@ def _parse_header(f: IO[bytes], path: str, file_size: int) -> _Header:
         _dtype_of(h, nc_type, what, at)
         h.count(f"the vsize of {what}")  # redundant (and clipped for big variables): recomputed
         begin = h.offset(f"the begin offset of {what}")
-        if any(v.name == name for v in variables):
+        if name in seen:
             raise h.error(f"two variables are named {name!r}")
+        seen.add(name)
         variables.append(_Var(name, dimids, vattrs, nc_type, begin))
     return _Header(h.version, None if streaming else numrecs, dims, attrs, variables, h.pos)
 
@@ -321,11 +323,11 @@ def _fill_value(path: str, var: str, attr: _Attr, dtype: np.dtype) -> Any:
             f"{path}: variable {var!r}: _FillValue of type {_NC_TYPES[nc_type][0]} "
             f"does not match the variable's type {dtype}"
         )
-    cast = arr.astype(dtype)
-    same = cast.astype(arr.dtype) == arr
-    if arr.dtype.kind == "f":
-        same |= np.isnan(arr)
-    if not bool(same.all()):
+    with np.errstate(all="ignore"):
+        cast = arr.astype(dtype)
+        # a double fill on a float variable rounds, as readers do; anything else must be exact
+        exact = (arr.dtype.kind == dtype.kind == "f") or bool(np.all(cast.astype(arr.dtype) == arr))
+    if not exact:
         raise ScanError(
             f"{path}: variable {var!r}: _FillValue {arr[0]!r} cannot be represented "
             f"in the variable's type {dtype}"

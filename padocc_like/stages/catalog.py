@@ -78,6 +78,7 @@ def catalog_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str
         title=project.id,
         description=project.description or f"{project.id}: aggregated from {product.get('n_files')} files",
         license=project.catalog.license,
+        collection_href=href_for(work_dir / "catalog" / "collection.json", work_dir, project.catalog.href_base),
     )
     validate_stac(item)
     target = paths.catalog / "item.json"

@@ -128,7 +128,9 @@ def read_source_info(url: str) -> SourceInfo:
     with xr.open_dataset(url, engine="netcdf4", decode_times=_time_coder(),
                          mask_and_scale=False, decode_timedelta=False) as ds:
         coords = {d: np.asarray(ds[d].values) for d in ds.dims if d in ds.variables}
-        var_units = {v: ds[v].attrs.get("units") for v in ds.variables}
+        # decoded times carry their units in .encoding, not .attrs
+        var_units = {v: ds[v].encoding.get("units", ds[v].attrs.get("units"))
+                     for v in ds.variables}
         return SourceInfo(url, dict(ds.sizes), coords, dict(ds.attrs), list(ds.variables), var_units)
 
 
@@ -384,8 +386,9 @@ def validate(
     findings: list[Finding] = []
     stats = {"files": len(manifest_urls), "variables": 0, "values_compared": 0}
     try:
+        # raw view: no char-array concatenation either, to match netCDF4's raw reads
         product_raw = open_product(mask_and_scale=False, decode_times=False, decode_timedelta=False,
-                                   decode_coords=False)
+                                   decode_coords=False, concat_characters=False)
         product_dec = open_product(decode_times=_time_coder(), decode_timedelta=False)
     except Exception as err:
         findings.append(Finding("structure", Severity.ERROR, f"the product does not open: {type(err).__name__}: {err}"))

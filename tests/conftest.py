@@ -1,0 +1,62 @@
+"""Shared fixtures and the opt-in flags.
+
+``--realdata`` runs the suite over ``../shared/realdata`` (CI passes it; it
+fails there if the data is missing, and skips locally with the reason).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REALDATA = Path(os.environ.get("PADOCC_LIKE_REALDATA", REPO.parent / "shared" / "realdata"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--realdata", action="store_true", help="run the real-data suite (../shared/realdata)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--realdata"):
+        if not REALDATA.is_dir() and os.environ.get("CI"):
+            raise pytest.UsageError(f"--realdata given in CI but {REALDATA} does not exist")
+        return
+    skip = pytest.mark.skip(reason="real-data suite: run with --realdata")
+    for item in items:
+        if "realdata" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"real data not found at {REALDATA}")
+    return REALDATA
+
+
+@pytest.fixture
+def write_group(tmp_path: Path):
+    """Write a group YAML file into ``tmp_path`` and return its path."""
+
+    def _write(body: str, name: str = "group.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def archive(tmp_path: Path):
+    """Make a synthetic CF archive: ``archive(n_files=..., **spec)`` -> list of paths."""
+    from padocc_like.demo import ArchiveSpec, make_archive
+
+    def _make(subdir: str = "archive", **kw) -> list[Path]:
+        spec = ArchiveSpec(**{"n_files": 4, "nlat": 18, "nlon": 36, **kw})
+        return make_archive(tmp_path / subdir, spec)
+
+    return _make

@@ -130,9 +130,14 @@ class Group:
 
 
 def _merge(*layers: ProjectOptions) -> dict[str, Any]:
+    """Later layers win, key by key; nested option groups merge field by field.
+
+    Only keys a layer sets explicitly count (``exclude_unset``), so a default
+    in a later layer never hides a value set by an earlier one.
+    """
     merged: dict[str, Any] = {}
     for layer in layers:
-        for key, value in layer.model_dump(exclude_none=True, by_alias=True).items():
+        for key, value in layer.model_dump(exclude_unset=True, exclude_none=True, by_alias=True).items():
             if key in ("product", "scan", "validation") and key in merged:
                 merged[key] = {**merged[key], **value}
             else:
@@ -148,8 +153,12 @@ def resolve_project(
     base_dir: Path,
     extra: ProjectOptions | None = None,
 ) -> ResolvedProject:
-    base = ProjectOptions(
-        product=pipeline.product, scan=pipeline.scan, validation=pipeline.validation
+    base = ProjectOptions.model_validate(
+        {
+            "product": pipeline.product.model_dump(),
+            "scan": pipeline.scan.model_dump(),
+            "validation": pipeline.validation.model_dump(),
+        }
     )
     layers = [base, group.defaults] + ([extra] if extra else []) + [project]
     merged = _merge(*layers)

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 
 from ..config.models import ResolvedProject
-from ..stages import STAGES
+from ..stages import stage_for
 from ..stages.base import PhaseOutcome, RunContext, run_phase
 from ..types import Phase, Status
 
@@ -23,7 +23,7 @@ SPAWN = multiprocessing.get_context("spawn")
 
 
 def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOutcome:
-    stage, fingerprint = STAGES[phase]
+    stage, fingerprint = stage_for(phase)
     return run_phase(phase, project, ctx, stage, fingerprint)
 
 

@@ -92,6 +92,14 @@ def _bitwise_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a == b
 
 
+def _all_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if equal element-wise; values of incomparable types (calendars) are unequal."""
+    try:
+        return bool(np.all(a == b))
+    except TypeError:
+        return False
+
+
 def _decoded_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype.kind == "f" and b.dtype.kind == "f":
         return (a == b) | (np.isnan(a) & np.isnan(b))
@@ -169,7 +177,10 @@ def check_coverage(
                 f = s.coords[d]
                 if f.size == 0:
                     continue
-                start = index.get(f.tolist()[0])
+                try:
+                    start = index.get(f.tolist()[0])
+                except TypeError:  # e.g. cftime dates of different calendars
+                    start = None
                 if start is None:
                     findings.append(Finding("coverage", Severity.ERROR,
                                             f"the file's {d} values ({f.tolist()[0]} ...) are not in the product (file missing from the product?)",
@@ -177,7 +188,7 @@ def check_coverage(
                     continue
                 stop = start + f.size
                 seg = values[start:stop]
-                if seg.shape != f.shape or not bool(np.all(seg == f)):
+                if seg.shape != f.shape or not _all_equal(seg, f):
                     findings.append(Finding("coverage", Severity.ERROR,
                                             f"the product's {d} values at {start}:{stop} differ from the file's", file=s.url))
                     continue

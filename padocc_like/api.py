@@ -110,11 +110,25 @@ def project_status(group: Group, project_id: str) -> dict[str, Any]:
     try:
         state = load_state(paths)
     except StateError as err:
-        return {"project": project_id, "phase": None, "state": "failed", "reason": err.message,
-                "error_kind": str(err.kind), "product": None, "updated": None}
+        return {
+            "project": project_id,
+            "phase": None,
+            "state": "failed",
+            "reason": err.message,
+            "error_kind": str(err.kind),
+            "product": None,
+            "updated": None,
+        }
     if state is None:
-        return {"project": project_id, "phase": None, "state": "pending", "reason": "",
-                "error_kind": None, "product": None, "updated": None}
+        return {
+            "project": project_id,
+            "phase": None,
+            "state": "pending",
+            "reason": "",
+            "error_kind": None,
+            "product": None,
+            "updated": None,
+        }
     phase_done = None
     state_name, reason, kind, at_phase = "pending", "", None, None
     for phase in PHASE_ORDER:
@@ -134,7 +148,11 @@ def project_status(group: Group, project_id: str) -> dict[str, Any]:
         break
     else:
         state_name = "done"
-    applicable = [str(p) for p in PHASE_ORDER if p in group.projects.get(project_id, None).phases] if project_id in group.projects else []
+    applicable = (
+        [str(p) for p in PHASE_ORDER if p in group.projects.get(project_id, None).phases]
+        if project_id in group.projects
+        else []
+    )
     if state_name == "pending" and phase_done and applicable and phase_done == applicable[-1]:
         state_name = "done"
     product = current_product(state)
@@ -149,7 +167,8 @@ def project_status(group: Group, project_id: str) -> dict[str, Any]:
         "error_kind": kind,
         "product": (
             {k: product.get(k) for k in ("revision", "layout", "status", "path", "n_refs", "size")}
-            if product else None
+            if product
+            else None
         ),
         "updated": state.get("updated"),
     }
@@ -184,8 +203,8 @@ def save_subset(group: Group, name: str, projects: Sequence[ResolvedProject]) ->
 
 def write_collection(group: Group) -> Path | None:
     """Derive the group's STAC Collection from the items of its catalogued projects."""
-    from .catalog.stac import build_collection, validate_stac
     from ._io import atomic_write_json
+    from .catalog.stac import build_collection, validate_stac
 
     items, hrefs = [], []
     for pid in sorted(group.projects):

@@ -19,10 +19,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def _selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("group", help="the group YAML file")
-    p.add_argument("-p", "--project", action="append", default=[], metavar="ID",
-                   help="only this project (repeatable)")
-    p.add_argument("-s", "--status", action="append", default=[], metavar="STATE",
-                   help="only projects in this state: done, failed, pending, running, interrupted, ready (repeatable)")
+    p.add_argument(
+        "-p",
+        "--project",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this project (repeatable)",
+    )
+    p.add_argument(
+        "-s",
+        "--status",
+        action="append",
+        default=[],
+        metavar="STATE",
+        help="only projects in this state: done, failed, pending, running, interrupted, ready (repeatable)",
+    )
     p.add_argument("--subset", metavar="NAME", help="only the projects of a saved subset")
 
 
@@ -37,8 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     # -v/-q also after the command; SUPPRESS keeps a value given before it
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                        help="more output (-vv for debug)")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more output (-vv for debug)",
+    )
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add = sub.add_parser
@@ -61,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-f", "--force", action="store_true", help="redo the phase even if up to date")
         p.add_argument("-w", "--workers", type=int, default=None, help="processes (default: profile)")
         p.add_argument("--json", action="store_true", help="machine-readable outcomes")
-    p = sub.add_parser("run", help="run all phases of the pipeline in order",
-                       description="Run the pipeline's phases in order (or --phases).")
+    p = sub.add_parser(
+        "run",
+        help="run all phases of the pipeline in order",
+        description="Run the pipeline's phases in order (or --phases).",
+    )
     _selection_args(p)
     p.add_argument("--phases", help="comma-separated subset of phases, e.g. scan,compute")
     p.add_argument("-f", "--force", action="store_true", help="redo phases even if up to date")
@@ -90,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level)
@@ -116,8 +140,14 @@ def _cmd_phases(args: argparse.Namespace, phases: Sequence[str]) -> int:
     if not projects:
         print("no projects selected", file=sys.stderr)
         return EXIT_OK
-    outcomes = api.run(group, phases, projects=projects, force=args.force, workers=args.workers,
-                       on_outcome=lambda o: _print_outcome(o, args.json))
+    outcomes = api.run(
+        group,
+        phases,
+        projects=projects,
+        force=args.force,
+        workers=args.workers,
+        on_outcome=lambda o: _print_outcome(o, args.json),
+    )
     failed = [o for o in outcomes if o.status == "failed"]
     if not args.json:
         done = len({o.project for o in outcomes}) - len({o.project for o in failed})
@@ -153,7 +183,9 @@ def render_status(group_id: str, rows: list[dict[str, Any]]) -> str:
         prod = r.get("product")
         prod_s = f"r{prod['revision']}:{prod['status']}" if prod else "-"
         reason = r["reason"] if len(r["reason"]) < 160 else r["reason"][:157] + "..."
-        lines.append(f"{r['project']:<{width}}  {(r['phase'] or '-'):<9} {r['state']:<12} {prod_s:<8} {reason}")
+        lines.append(
+            f"{r['project']:<{width}}  {(r['phase'] or '-'):<9} {r['state']:<12} {prod_s:<8} {reason}"
+        )
     failures: dict[str, list[str]] = {}
     for r in rows:
         if r["state"] == "failed":
@@ -176,9 +208,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=1))
         return EXIT_OK
     rep = ValidationReport(
-        project=data["project"], product=data["product"], mode=data["mode"],
+        project=data["project"],
+        product=data["product"],
+        mode=data["mode"],
         findings=[Finding(**{**f, "severity": Severity(f["severity"])}) for f in data["findings"]],
-        stats={k: data["summary"][k] for k in ("files", "variables", "values_compared") if k in data["summary"]},
+        stats={
+            k: data["summary"][k] for k in ("files", "variables", "values_compared") if k in data["summary"]
+        },
         duration_s=data["duration_s"],
     )
     print(rep.summary_text(limit=50))
@@ -226,9 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if bad:
                 raise ConfigError(f"unknown phase {bad[0]!r}; phases are {', '.join(PHASES)}")
             return _cmd_phases(args, phases)
-        return {"status": _cmd_status, "report": _cmd_report, "subset": _cmd_subset, "demo": _cmd_demo}[
-            args.command
-        ](args)
+        return {
+            "status": _cmd_status,
+            "report": _cmd_report,
+            "subset": _cmd_subset,
+            "demo": _cmd_demo,
+        }[args.command](args)
     except ConfigError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return EXIT_USAGE

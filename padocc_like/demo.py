@@ -67,12 +67,13 @@ def make_archive(directory: Path, spec: ArchiveSpec = ArchiveSpec()) -> list[Pat
             ds.createDimension("bnds", 2)
             compress = {}
             if nc_fmt.startswith("NETCDF4"):
-                compress = {"zlib": spec.complevel > 0, "complevel": spec.complevel or 1,
-                            "shuffle": spec.shuffle}
+                compress = {
+                    "zlib": spec.complevel > 0,
+                    "complevel": spec.complevel or 1,
+                    "shuffle": spec.shuffle,
+                }
             t = ds.createVariable("time", "f8", ("time",))
-            units = (
-                f"days since {year:04d}-{month:02d}-01 00:00:00" if spec.units_per_file else base_units
-            )
+            units = f"days since {year:04d}-{month:02d}-01 00:00:00" if spec.units_per_file else base_units
             offset = 0.0 if spec.units_per_file else day0
             t.units = units
             t.calendar = spec.calendar
@@ -83,10 +84,20 @@ def make_archive(directory: Path, spec: ArchiveSpec = ArchiveSpec()) -> list[Pat
             tb = ds.createVariable("time_bnds", "f8", ("time", "bnds"))
             tb[:] = np.stack([offset + np.arange(ndays), offset + np.arange(ndays) + 1], axis=1)
             la = ds.createVariable("lat", "f8", ("lat",))
-            la.units, la.standard_name, la.axis, la.bounds = "degrees_north", "latitude", "Y", "lat_bnds"
+            la.units, la.standard_name, la.axis, la.bounds = (
+                "degrees_north",
+                "latitude",
+                "Y",
+                "lat_bnds",
+            )
             la[:] = lat
             lo = ds.createVariable("lon", "f8", ("lon",))
-            lo.units, lo.standard_name, lo.axis, lo.bounds = "degrees_east", "longitude", "X", "lon_bnds"
+            lo.units, lo.standard_name, lo.axis, lo.bounds = (
+                "degrees_east",
+                "longitude",
+                "X",
+                "lon_bnds",
+            )
             lo[:] = lon
             lab = ds.createVariable("lat_bnds", "f8", ("lat", "bnds"))
             lab[:] = np.stack([lat - dlat / 2, lat + dlat / 2], axis=1)
@@ -96,19 +107,27 @@ def make_archive(directory: Path, spec: ArchiveSpec = ArchiveSpec()) -> list[Pat
             h.units, h.standard_name, h.positive, h.axis = "m", "height", "up", "Z"
             h[...] = 2.0
             chunks = (spec.chunk_time, spec.nlat, spec.nlon)
-            yy, xx = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
+            yy, _xx = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
             for name in spec.variables:
                 kw = dict(compress)
                 if nc_fmt.startswith("NETCDF4"):
                     kw["chunksizes"] = chunks
                 v = ds.createVariable(name, "f4", ("time", "lat", "lon"), fill_value=np.float32(1e20), **kw)
                 if name == "tas":
-                    v.standard_name, v.long_name, v.units = "air_temperature", "Near-Surface Air Temperature", "K"
+                    v.standard_name, v.long_name, v.units = (
+                        "air_temperature",
+                        "Near-Surface Air Temperature",
+                        "K",
+                    )
                     v.coordinates = "height"
                     seasonal = 10 * np.cos(2 * np.pi * (i % 12) / 12)
                     data = 273.15 + 30 * np.cos(yy)[None] + seasonal + rng.normal(0, 2, (ndays, *yy.shape))
                 else:
-                    v.standard_name, v.long_name, v.units = "precipitation_flux", "Precipitation", "kg m-2 s-1"
+                    v.standard_name, v.long_name, v.units = (
+                        "precipitation_flux",
+                        "Precipitation",
+                        "kg m-2 s-1",
+                    )
                     data = np.abs(rng.gamma(0.5, 3e-5, (ndays, *yy.shape)))
                     mask = rng.random(data.shape) < 0.01
                     data = np.where(mask, np.nan, data)
@@ -155,8 +174,9 @@ def run_demo(directory: Path, *, n_files: int = 12, workers: int = 2, echo=print
     def show(o: api.PhaseOutcome) -> None:
         echo(f"  {o.phase:<8} {o.project}: {o.status} - {o.message}")
 
-    outcomes = api.run(group, ["init", "scan", "compute", "validate", "catalog"], workers=workers,
-                       on_outcome=show)
+    outcomes = api.run(
+        group, ["init", "scan", "compute", "validate", "catalog"], workers=workers, on_outcome=show
+    )
     if any(o.status == "failed" for o in outcomes):
         echo("the demo failed; see `padocc-like status " + str(group_file) + "`")
         return 1
@@ -166,8 +186,10 @@ def run_demo(directory: Path, *, n_files: int = 12, workers: int = 2, echo=print
     work = group.work_dir
     echo("")
     echo(f"product:    {prod['path']} (r{prod['revision']}, {prod['layout']}, {prod['n_refs']} references)")
-    echo(f"report:     {work / 'projects' / 'tas-pr-day' / 'reports' / 'validation-r1.json'} "
-         f"-> {rep['verdict'].upper()}, {rep['summary']['values_compared']:,} values compared")
+    echo(
+        f"report:     {work / 'projects' / 'tas-pr-day' / 'reports' / 'validation-r1.json'} "
+        f"-> {rep['verdict'].upper()}, {rep['summary']['values_compared']:,} values compared"
+    )
     echo(f"STAC item:  {work / 'projects' / 'tas-pr-day' / 'catalog' / 'item.json'}")
     echo(f"collection: {work / 'catalog' / 'collection.json'}")
     echo("")

@@ -64,5 +64,7 @@ def verify_manifest(manifest: dict[str, Any]) -> None:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise SourcesChangedError(
             f"project {manifest['project']!r}: sources changed since init: "
-            + "; ".join(problems[:5]) + more + ". Rerun 'init --force' to accept the new files."
+            + "; ".join(problems[:5])
+            + more
+            + ". Rerun 'init --force' to accept the new files."
         )

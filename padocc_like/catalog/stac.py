@@ -206,9 +206,7 @@ def _values(var: Any) -> Any:
     return np.asarray(var.values, dtype="float64").ravel()
 
 
-def _cell_extent(
-    ds: xarray.Dataset, name: str, valid: tuple[float, float]
-) -> tuple[float, float] | None:
+def _cell_extent(ds: xarray.Dataset, name: str, valid: tuple[float, float]) -> tuple[float, float] | None:
     """(min, max) of the cells of a lat/lon variable: its bounds, else centres +- half a step."""
     import numpy as np
 
@@ -339,9 +337,7 @@ def _projected_crs(ds: xarray.Dataset, name: str) -> str | None:
     return None
 
 
-def _cube_dimension(
-    ds: xarray.Dataset, dim: str, lat: str | None, lon: str | None
-) -> dict[str, Any]:
+def _cube_dimension(ds: xarray.Dataset, dim: str, lat: str | None, lon: str | None) -> dict[str, Any]:
     import numpy as np
 
     size = int(ds.sizes[dim])
@@ -675,9 +671,7 @@ def build_collection(
             if a.get("cloud_format")
         }
     )
-    variables = sorted(
-        {str(v) for it in items for v in it.get("properties", {}).get("variables", [])}
-    )
+    variables = sorted({str(v) for it in items for v in it.get("properties", {}).get("variables", [])})
     summaries: dict[str, Any] = {}
     if formats:
         summaries["cloud_format"] = formats
@@ -687,9 +681,7 @@ def build_collection(
     coll = pystac.Collection(
         id=collection_id,
         description=description,
-        extent=pystac.Extent(
-            pystac.SpatialExtent([[w, s, e, n]]), pystac.TemporalExtent([[start, end]])
-        ),
+        extent=pystac.Extent(pystac.SpatialExtent([[w, s, e, n]]), pystac.TemporalExtent([[start, end]])),
         title=title,
         license=license,
         keywords=list(keywords) or None,
@@ -724,9 +716,7 @@ def _schema_set(schema_dir: Path | None) -> tuple[Any, dict[str, dict[str, Any]]
 
 
 @functools.lru_cache(maxsize=8)
-def _load_schemas(
-    schema_dir: str | None, stamp: tuple[Any, ...]
-) -> tuple[Any, dict[str, dict[str, Any]]]:
+def _load_schemas(schema_dir: str | None, stamp: tuple[Any, ...]) -> tuple[Any, dict[str, dict[str, Any]]]:
     from pystac.validation.local_validator import get_local_schema_cache
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT7
@@ -754,20 +744,15 @@ def _load_schemas(
         projjson = next((v for k, v in schemas.items() if _PROJJSON_ID.match(k)), None)
         if projjson is not None:
             for minor in range(2, 8):
-                schemas.setdefault(
-                    f"https://proj.org/schemas/v0.{minor}/projjson.schema.json", projjson
-                )
+                schemas.setdefault(f"https://proj.org/schemas/v0.{minor}/projjson.schema.json", projjson)
     registry = Registry(retrieve=no_network).with_resources(
-        (uri, Resource.from_contents(doc, default_specification=DRAFT7))
-        for uri, doc in schemas.items()
+        (uri, Resource.from_contents(doc, default_specification=DRAFT7)) for uri, doc in schemas.items()
     )
     return registry, schemas
 
 
 def _core_uri(obj: Mapping[str, Any]) -> str:
-    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(
-        str(obj.get("type"))
-    )
+    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(str(obj.get("type")))
     if kind is None:
         raise CatalogError(f"not a STAC Item, Collection or Catalog (type {obj.get('type')!r})")
     if obj.get("stac_version") != STAC_VERSION:
@@ -824,17 +809,13 @@ def _check(obj: Mapping[str, Any], uri: str, schema: dict[str, Any], registry: A
         errors = list(cls(schema, registry=registry).iter_errors(obj))
     except Unresolvable as err:
         ref = getattr(err, "ref", err)
-        raise CatalogError(
-            f"{what}: schema {uri} refers to {ref}, which is not available locally"
-        ) from None
+        raise CatalogError(f"{what}: schema {uri} refers to {ref}, which is not available locally") from None
     except SchemaError as err:
         raise CatalogError(f"{what}: schema {uri} is invalid: {err.message}") from None
     if errors:
         leaf = _leaf_error(errors[0])
         more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-        raise CatalogError(
-            f"{what} is not valid against {uri}: {_message(leaf)} (at {leaf.json_path}){more}"
-        )
+        raise CatalogError(f"{what} is not valid against {uri}: {_message(leaf)} (at {leaf.json_path}){more}")
 
 
 def validate_stac(obj: dict[str, Any], schema_dir: Path | None = None) -> None:
@@ -853,15 +834,11 @@ def validate_stac(obj: dict[str, Any], schema_dir: Path | None = None) -> None:
     try:  # the JSON round trip also proves the object is serialisable
         obj = json.loads(json.dumps(obj, allow_nan=False))
     except (TypeError, ValueError) as err:
-        raise CatalogError(
-            f"{obj.get('type')} {obj.get('id')!r} is not valid JSON: {err}"
-        ) from None
+        raise CatalogError(f"{obj.get('type')} {obj.get('id')!r} is not valid JSON: {err}") from None
     extensions = [_strip(str(ext)) for ext in obj.get("stac_extensions", []) or []]
     missing = [uri for uri in extensions if uri not in schemas]
     if missing and schema_dir is not None:
-        raise CatalogError(
-            f"no local schema for extension(s) {', '.join(missing)} under {schema_dir}"
-        )
+        raise CatalogError(f"no local schema for extension(s) {', '.join(missing)} under {schema_dir}")
     _check(obj, core, schemas[core], registry)
     for uri in extensions:
         if uri in schemas:

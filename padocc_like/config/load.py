@@ -82,7 +82,7 @@ def _resolve_named(ref: str, kind: str, base_dir: Path) -> Path:
         if not path.is_file():
             raise ConfigError(f"{kind[:-1]} file {path} not found")
         return path
-    candidates = [base_dir / kind] + _bundled_dir(kind)
+    candidates = [base_dir / kind, *_bundled_dir(kind)]
     for d in candidates:
         for ext in (".yaml", ".yml"):
             if (d / f"{ref}{ext}").is_file():
@@ -200,9 +200,7 @@ def discover_projects(entry: DiscoverConfig, base_dir: Path, source: str) -> lis
             raise ConfigError(f"{source}: discover id template {entry.id!r} for {rel}: {err}") from err
         pid = pid.replace("/", ".")
         try:
-            projects.append(
-                ProjectConfig(id=pid, sources=Sources(glob=str(directory / entry.files)))
-            )
+            projects.append(ProjectConfig(id=pid, sources=Sources(glob=str(directory / entry.files))))
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, f"{source} (discovered {rel})")) from err
     return projects
@@ -228,6 +226,7 @@ def load_group(path: str | Path) -> Group:
 
 def expand_sources(sources: Sources, base_dir: Path) -> list[str]:
     """The file paths named by a project's sources, absolute, in a stable order."""
+
     def absolute(p: str) -> str:
         p = p.removeprefix("file://")
         q = Path(p).expanduser()

@@ -20,6 +20,7 @@ The rules, each enforced with an error that names the files and variables:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,11 +73,8 @@ RawReader = Callable[[VariableScan, str], np.ndarray]
 
 def read_variable_from_file(var: VariableScan, url: str) -> np.ndarray:
     """Default :data:`RawReader`: read a variable's stored values from a local file."""
-    read_range, close = file_reader(url)
-    try:
+    with file_reader(url) as read_range:
         return read_raw(var, read_range)
-    finally:
-        close()
 
 
 # ---------------------------------------------------------------------------
@@ -182,14 +180,11 @@ def _decode_times(values: list[Any], units: str, calendar: str, url: str, dim: s
         return list(cftime.num2date(np.asarray(values), units, calendar, only_use_cftime_datetimes=True))
     except Exception as err:
         raise AggregationError(
-            f"{url}: cannot decode coordinate {dim!r} with units {units!r} and calendar "
-            f"{calendar!r}: {err}"
+            f"{url}: cannot decode coordinate {dim!r} with units {units!r} and calendar {calendar!r}: {err}"
         ) from err
 
 
-def order_along(
-    dim: str, scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]
-) -> _Axis:
+def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]) -> _Axis:
     """Group files into blocks along ``dim`` and order the blocks by decoded coordinate."""
     notes: list[str] = []
     has_coord = [dim in s.coords and dim in sel for s, sel in zip(scans, selected, strict=True)]
@@ -198,10 +193,18 @@ def order_along(
         sizes = [s.dims[dim] for s in scans]
         notes.append(f"dimension {dim!r} has no coordinate variable; files are kept in manifest order")
         starts = list(np.cumsum([0, *sizes[:-1]]).tolist())
-        return _Axis(dim, list(range(len(scans))), starts, sizes, [np.arange(n) for n in sizes], None, notes,
-                     [None] * len(sizes))
+        return _Axis(
+            dim,
+            list(range(len(scans))),
+            starts,
+            sizes,
+            [np.arange(n) for n in sizes],
+            None,
+            notes,
+            [None] * len(sizes),
+        )
     if not all(has_coord):
-        bad = [s.url for s, h in zip(scans, has_coord, strict=True) if not h][0]
+        bad = next(s.url for s, h in zip(scans, has_coord, strict=True) if not h)
         raise AggregationError(f"{bad}: has no coordinate variable {dim!r}, other files do")
 
     units_set = {str(sel[dim].attrs.get("units")) for sel in selected}
@@ -214,8 +217,7 @@ def order_along(
         calendars = {"standard" if c == "gregorian" else c for c in calendars}
         if len(calendars) > 1:
             raise AggregationError(
-                f"files use different calendars for {dim!r}: {sorted(calendars)}; they cannot be "
-                "concatenated"
+                f"files use different calendars for {dim!r}: {sorted(calendars)}; they cannot be concatenated"
             )
         calendar = calendars.pop()
         for s, sel in zip(scans, selected, strict=True):
@@ -250,14 +252,12 @@ def order_along(
             diffs = [key[i + 1] > key[i] for i in range(len(key) - 1)]
             if not (all(diffs) or not any(diffs)) or any(key[i + 1] == key[i] for i in range(len(key) - 1)):
                 url = scans[block_of_file.index(b)].url
-                raise AggregationError(
-                    f"{url}: coordinate {dim!r} is not strictly monotonic within the file"
-                )
+                raise AggregationError(f"{url}: coordinate {dim!r} is not strictly monotonic within the file")
     descending = len(block_keys[0]) > 1 and block_keys[0][1] < block_keys[0][0]
     order = sorted(range(len(block_keys)), key=lambda b: block_keys[b][0], reverse=descending)
     rank = {b: r for r, b in enumerate(order)}
     # overlaps and repeats between consecutive blocks
-    for prev, nxt in zip(order, order[1:], strict=False):
+    for prev, nxt in itertools.pairwise(order):
         last, first = block_keys[prev][-1], block_keys[nxt][0]
         overlapping = first <= last if not descending else first >= last
         if overlapping:
@@ -309,7 +309,15 @@ def order_along(
             values.append(np.asarray(scans[block_of_file.index(b)].coords[dim]))
             block_units.append(None)
     return _Axis(
-        dim, [rank[b] for b in block_of_file], starts, sizes, values, out_units, notes, block_units, calendar
+        dim,
+        [rank[b] for b in block_of_file],
+        starts,
+        sizes,
+        values,
+        out_units,
+        notes,
+        block_units,
+        calendar,
     )
 
 
@@ -347,7 +355,9 @@ def combine(
     if len(seen) != math.prod(grid_shape):
         for cell in np.ndindex(*grid_shape):
             if cell not in seen:
-                where = ", ".join(f"{d} block {c + 1} of {n}" for d, c, n in zip(concat, cell, grid_shape, strict=True))
+                where = ", ".join(
+                    f"{d} block {c + 1} of {n}" for d, c, n in zip(concat, cell, grid_shape, strict=True)
+                )
                 raise AggregationError(f"no file covers {where}; the files do not tile a full grid")
     order = [seen[cell] for cell in np.ndindex(*grid_shape)] if grid_shape else [0]
     if not concat and len(scans) > 1:
@@ -361,7 +371,7 @@ def combine(
     dims = dict(first.dims)
     for d in concat:
         dims[d] = axes[d].length
-    for name, var in first_sel.items():
+    for var in first_sel.values():
         for d, size in zip(var.dims, var.shape, strict=True):
             dims.setdefault(d, size)
     dims = {d: n for d, n in dims.items() if any(d in v.dims for v in first_sel.values())}
@@ -378,16 +388,37 @@ def combine(
         attrs, attr_notes = _merge_var_attrs(name, per_file, [scans[i].url for i in order], axes, bounds_of)
         notes.extend(attr_notes)
         if not var_concat:
-            variables[name] = _static_variable(name, per_file, [scans[i].url for i in order], read_variable, url_pos, attrs)
+            variables[name] = _static_variable(
+                name, per_file, [scans[i].url for i in order], read_variable, url_pos, attrs
+            )
             continue
         materialize = (name in axes or name in bounds_of) and (
             sum(v.nbytes for v in per_file) <= options.materialize_limit
         )
         if materialize:
-            variables[name] = _materialized(name, per_file, [scans[i].url for i in order], axes, bounds_of, read_variable, attrs, cell_of_file, order)
+            variables[name] = _materialized(
+                name,
+                per_file,
+                [scans[i].url for i in order],
+                axes,
+                bounds_of,
+                read_variable,
+                attrs,
+                cell_of_file,
+                order,
+            )
         else:
-            variables[name] = _concatenated(name, per_file, [scans[i].url for i in order], axes, var_concat,
-                                            url_pos, attrs, [cell_of_file[i] for i in order], read_variable)
+            variables[name] = _concatenated(
+                name,
+                per_file,
+                [scans[i].url for i in order],
+                axes,
+                var_concat,
+                url_pos,
+                attrs,
+                [cell_of_file[i] for i in order],
+                read_variable,
+            )
 
     attrs, global_notes = _merge_global_attrs([scans[i] for i in order])
     notes.extend(global_notes)
@@ -395,8 +426,10 @@ def combine(
         Fragment(
             url=scans[i].url,
             ranges={
-                d: (axes[d].starts[axes[d].block_of_file[i]],
-                    axes[d].starts[axes[d].block_of_file[i]] + axes[d].sizes[axes[d].block_of_file[i]])
+                d: (
+                    axes[d].starts[axes[d].block_of_file[i]],
+                    axes[d].starts[axes[d].block_of_file[i]] + axes[d].sizes[axes[d].block_of_file[i]],
+                )
                 for d in concat
             },
         )
@@ -418,7 +451,9 @@ def _same(a: Any, b: Any) -> bool:
         return True
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b) and type(a) is type(b) or (isinstance(a, int | float) and isinstance(b, int | float) and a == b)
+    return (bool(a == b) and type(a) is type(b)) or (
+        isinstance(a, int | float) and isinstance(b, int | float) and a == b
+    )
 
 
 def _merge_global_attrs(scans: Sequence[FileScan]) -> tuple[dict[str, Any], list[str]]:
@@ -484,9 +519,7 @@ def _merge_var_attrs(
             continue
         if vals[0] is _ABSENT:
             attrs.pop(k, None)
-        notes.append(
-            f"attribute {name}:{k} differs between files; the product keeps the first file's value"
-        )
+        notes.append(f"attribute {name}:{k} differs between files; the product keeps the first file's value")
     return attrs, notes
 
 
@@ -581,7 +614,9 @@ def _materialized(
             k = first_file_of_block[block]
             values = read_variable(per_file[k], urls[k])
             if axis.units is not None and axis.block_units[block] != axis.units:
-                values = _recode_times(values, axis.block_units[block], axis.units, axis.calendar, urls[k], name)
+                values = _recode_times(
+                    values, axis.block_units[block], axis.units, axis.calendar, urls[k], name
+                )
             parts.append(values)
     data = np.concatenate([np.asarray(p) for p in parts], axis=axis_pos)
     if data.dtype != source_dtype and np.array_equal(data.astype(source_dtype).astype(data.dtype), data):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -55,15 +56,16 @@ def read_raw(var: VariableScan, read_range: Callable[[int, int], bytes]) -> np.n
     return out
 
 
-def file_reader(path: str) -> tuple[Callable[[int, int], bytes], Callable[[], None]]:
-    """A ``read_range`` over a local file, and the function that closes it."""
-    f = open(path, "rb")
+@contextlib.contextmanager
+def file_reader(path: str) -> Iterator[Callable[[int, int], bytes]]:
+    """A ``read_range(offset, length)`` over a local file, open for the ``with`` block."""
+    with open(path, "rb") as f:
 
-    def read_range(offset: int, length: int) -> bytes:
-        f.seek(offset)
-        data = f.read(length)
-        if len(data) != length:
-            raise ScanError(f"{path}: expected {length} bytes at offset {offset}, file is shorter")
-        return data
+        def read_range(offset: int, length: int) -> bytes:
+            f.seek(offset)
+            data = f.read(length)
+            if len(data) != length:
+                raise ScanError(f"{path}: expected {length} bytes at offset {offset}, file is shorter")
+            return data
 
-    return read_range, f.close
+        yield read_range

@@ -8,8 +8,8 @@ processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 import multiprocessing
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 

@@ -93,9 +93,7 @@ def scanner_for(path: str, head: bytes | None = None) -> type[Scanner]:
         )
     if len(head) < 4:
         raise UnsupportedFormatError(f"{path}: file is empty or truncated ({len(head)} bytes)")
-    raise UnsupportedFormatError(
-        f"{path}: not a netCDF-3 or HDF5/netCDF4 file (first bytes {head[:8]!r})"
-    )
+    raise UnsupportedFormatError(f"{path}: not a netCDF-3 or HDF5/netCDF4 file (first bytes {head[:8]!r})")
 
 
 def scan_file(path: str, *, inline_threshold: int = 500) -> FileScan:

@@ -38,7 +38,14 @@ DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 NON_COORD_PREFIX = "_nc4_non_coord_"
 
 # HDF5 filter id -> function(cd_values, dtype) -> numcodecs config
-_H5Z_DEFLATE, _H5Z_SHUFFLE, _H5Z_FLETCHER32, _H5Z_SZIP, _H5Z_NBIT, _H5Z_SCALEOFFSET = 1, 2, 3, 4, 5, 6
+_H5Z_DEFLATE, _H5Z_SHUFFLE, _H5Z_FLETCHER32, _H5Z_SZIP, _H5Z_NBIT, _H5Z_SCALEOFFSET = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
 
 
 def _codec_for(code: int, values: tuple[int, ...], dtype: np.dtype) -> dict[str, Any] | None:
@@ -138,8 +145,7 @@ class _FileReader:
             link = self.h5.get(key, getlink=True)
             if isinstance(link, h5py.ExternalLink):
                 raise UnsupportedFeatureError(
-                    f"{self.path}: {key!r} is an external link to another file; "
-                    "references cannot follow it"
+                    f"{self.path}: {key!r} is an external link to another file; references cannot follow it"
                 )
             obj = self.h5[key]
             if isinstance(obj, h5py.Group):
@@ -170,9 +176,7 @@ class _FileReader:
             variables[name] = var
             if len(dims) == 1 and dims[0] == name and np.dtype(var.dtype).kind in "iuf":
                 coords[name] = ds[()].tolist()
-        attrs = {
-            k: _attr_value(self.h5.attrs[k]) for k in self.h5.attrs if k not in HIDDEN_ATTRS
-        }
+        attrs = {k: _attr_value(self.h5.attrs[k]) for k in self.h5.attrs if k not in HIDDEN_ATTRS}
         return FileScan(
             url=self.path,
             format="netcdf4" if self.is_netcdf4 else "hdf5",
@@ -186,9 +190,8 @@ class _FileReader:
     def _dim_names(self, ds: Any, name: str, phony: dict[int, str]) -> tuple[str, ...]:
         if ds.ndim == 0:
             return ()
-        if _is_scale(ds):
-            if ds.ndim == 1:
-                return (name,)
+        if _is_scale(ds) and ds.ndim == 1:
+            return (name,)
         names: list[str] = []
         dim_list = ds.attrs.get("DIMENSION_LIST") if "DIMENSION_LIST" in ds.attrs else None
         for axis in range(ds.ndim):

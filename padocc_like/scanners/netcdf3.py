@@ -194,9 +194,7 @@ class _HeaderReader:
         if n == 0:  # ABSENT; netcdf-c ignores the tag of an empty list
             return 0
         if found != tag:
-            raise self.error(
-                f"expected the {what} list tag {tag:#x} at byte {at}, found {found:#x}"
-            )
+            raise self.error(f"expected the {what} list tag {tag:#x} at byte {at}, found {found:#x}")
         if n * min_entry > self.file_size - self.pos:
             raise self.error(
                 f"the {what} list at byte {at} claims {n} entries, more than the "
@@ -234,8 +232,7 @@ def _parse_attrs(h: _HeaderReader, owner: str) -> dict[str, _Attr]:
 def _dtype_of(h: _HeaderReader, nc_type: int, what: str, at: int) -> str:
     if nc_type not in _NC_TYPES or (not h.cdf5 and nc_type > _CLASSIC_MAX_TYPE):
         raise h.error(
-            f"{what} has nc_type {nc_type} at byte {at}, which is not a valid "
-            f"{_FORMATS[h.version]} type"
+            f"{what} has nc_type {nc_type} at byte {at}, which is not a valid {_FORMATS[h.version]} type"
         )
     return _NC_TYPES[nc_type][1]
 
@@ -285,8 +282,7 @@ def _parse_header(f: IO[bytes], path: str, file_size: int) -> _Header:
         for d in dimids:
             if not 0 <= d < len(dims):
                 raise h.error(
-                    f"{what} refers to dimension id {d}, but the file defines "
-                    f"{len(dims)} dimensions"
+                    f"{what} refers to dimension id {d}, but the file defines {len(dims)} dimensions"
                 )
         vattrs = _parse_attrs(h, what)
         at = h.pos
@@ -315,9 +311,7 @@ def _fill_value(path: str, var: str, attr: _Attr, dtype: np.dtype) -> Any:
     nc_type, value = attr
     arr = np.frombuffer(value, dtype="S1") if nc_type == _NC_CHAR else value
     if arr.size != 1:
-        raise ScanError(
-            f"{path}: variable {var!r}: _FillValue has {arr.size} values, expected exactly one"
-        )
+        raise ScanError(f"{path}: variable {var!r}: _FillValue has {arr.size} values, expected exactly one")
     if (arr.dtype.kind == "S") != (dtype.kind == "S"):
         raise ScanError(
             f"{path}: variable {var!r}: _FillValue of type {_NC_TYPES[nc_type][0]} "
@@ -356,9 +350,7 @@ def _pread(fd: int, path: str, var: str, offset: int, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_strided(
-    fd: int, path: str, var: str, first: int, stride: int, count: int, length: int
-) -> bytes:
+def _read_strided(fd: int, path: str, var: str, first: int, stride: int, count: int, length: int) -> bytes:
     """The concatenated bytes of ``count`` blocks of ``length`` bytes, ``stride`` apart."""
     if count == 0:
         return b""
@@ -449,9 +441,7 @@ class NetCDF3Scanner:
         numrecs = header.numrecs
         if numrecs is None:
             numrecs = _streaming_numrecs(file_size, records, recsize)
-        dim_sizes = {
-            name: (numrecs if i == rec_id else size) for i, (name, size) in enumerate(dims)
-        }
+        dim_sizes = {name: (numrecs if i == rec_id else size) for i, (name, size) in enumerate(dims)}
 
         variables: dict[str, VariableScan] = {}
         coords: dict[str, list[Any]] = {}

@@ -120,7 +120,13 @@ def run_phase(
         if state is None:
             if phase is not Phase.INIT:
                 err = PhaseOrderError(f"project {project.id!r} has not been initialised; run init first")
-                return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
+                return PhaseOutcome(
+                    project.id,
+                    str(phase),
+                    str(Status.FAILED),
+                    err.message,
+                    error_kind=str(err.kind),
+                )
             state = new_state(project.id, ctx.group_id)
         for needed in phase.requires:
             if state["phases"][str(needed)]["status"] != Status.DONE:
@@ -128,7 +134,13 @@ def run_phase(
                     f"project {project.id!r}: {phase} needs {needed} to have succeeded "
                     f"(it is {state['phases'][str(needed)]['status']})"
                 )
-                return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
+                return PhaseOutcome(
+                    project.id,
+                    str(phase),
+                    str(Status.FAILED),
+                    err.message,
+                    error_kind=str(err.kind),
+                )
 
         record = state["phases"][str(phase)]
         expected = fingerprint(project, paths, state)
@@ -139,8 +151,11 @@ def run_phase(
             and record.get("fingerprint") == expected
         ):
             return PhaseOutcome(
-                project.id, str(phase), str(Status.DONE),
-                f"up to date ({record.get('message', '')})", skipped=True,
+                project.id,
+                str(phase),
+                str(Status.DONE),
+                f"up to date ({record.get('message', '')})",
+                skipped=True,
             )
 
         handler, log_path = _attach_log(paths, phase, ctx.log_level)
@@ -162,8 +177,11 @@ def run_phase(
             return _finish_failed(paths, state, phase, started, t0, err.to_dict(), log_path)
         except Exception as err:  # the runner boundary: record, never crash the group
             log.error("%s: %s failed unexpectedly\n%s", project.id, phase, traceback.format_exc())
-            info = {"kind": str(ErrorKind.INTERNAL), "type": type(err).__name__,
-                    "message": f"internal error: {type(err).__name__}: {err}"}
+            info = {
+                "kind": str(ErrorKind.INTERNAL),
+                "type": type(err).__name__,
+                "message": f"internal error: {type(err).__name__}: {err}",
+            }
             return _finish_failed(paths, state, phase, started, t0, info, log_path)
         finally:
             logging.getLogger("padocc_like").removeHandler(handler)
@@ -209,6 +227,10 @@ def _finish_failed(
     record_event(current, phase, "failed", error["message"], kind=error["kind"])
     save_state(paths, current)
     return PhaseOutcome(
-        current["project"], str(phase), str(Status.FAILED), error["message"],
-        error_kind=error["kind"], duration_s=duration,
+        current["project"],
+        str(phase),
+        str(Status.FAILED),
+        error["message"],
+        error_kind=error["kind"],
+        duration_s=duration,
     )

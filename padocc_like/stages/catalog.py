@@ -40,11 +40,18 @@ def catalog_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: di
     product = current_product(state)
     if product is None:
         return None
-    return digest("catalog", product["sha256"], product.get("status"), project.catalog.model_dump(mode="json"),
-                  project.catalog_properties)
+    return digest(
+        "catalog",
+        product["sha256"],
+        product.get("status"),
+        project.catalog.model_dump(mode="json"),
+        project.catalog_properties,
+    )
 
 
-def catalog_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+def catalog_stage(
+    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
+) -> StageOutput:
     from ..catalog.stac import build_item, summarise_dataset, validate_stac
 
     product = current_product(state)
@@ -78,7 +85,9 @@ def catalog_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str
         title=project.id,
         description=project.description or f"{project.id}: aggregated from {product.get('n_files')} files",
         license=project.catalog.license,
-        collection_href=href_for(work_dir / "catalog" / "collection.json", work_dir, project.catalog.href_base),
+        collection_href=href_for(
+            work_dir / "catalog" / "collection.json", work_dir, project.catalog.href_base
+        ),
     )
     validate_stac(item)
     target = paths.catalog / "item.json"

@@ -46,7 +46,9 @@ def compute_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: di
     return digest("compute", state.get("manifest_sha256"), state.get("config_sha256"))
 
 
-def compute_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+def compute_stage(
+    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
+) -> StageOutput:
     if project.product.kind is not ProductKind.KERCHUNK:
         raise AggregationError(f"product kind {project.product.kind!s} is not available yet")
     manifest = read_json(paths.manifest)
@@ -65,9 +67,14 @@ def compute_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str
     revision = max((p["revision"] for p in state["products"]), default=0) + 1
     target = out_dir / writer.target_name(revision, layout)
     record = writer.write(aggregate, target, layout=layout, revision=revision)
-    entry = {**record.to_dict(), "status": "unvalidated", "path": str(target),
-             "n_files": len(aggregate.urls), "concat_dims": list(aggregate.concat_dims),
-             "notes": aggregate.notes}
+    entry = {
+        **record.to_dict(),
+        "status": "unvalidated",
+        "path": str(target),
+        "n_files": len(aggregate.urls),
+        "concat_dims": list(aggregate.concat_dims),
+        "notes": aggregate.notes,
+    }
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     state["current_product"] = revision
     reset_downstream(state, Phase.COMPUTE)

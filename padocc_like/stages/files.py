@@ -20,7 +20,9 @@ SPAWN = multiprocessing.get_context("spawn")
 
 
 def _cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
-    return sha256_text(canonical_json([__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold]))
+    return sha256_text(
+        canonical_json([__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold])
+    )
 
 
 def _scan_one(args: tuple[dict[str, Any], int, str]) -> tuple[FileScan, bool]:

@@ -20,7 +20,9 @@ def init_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[
     return digest("init", config_digest(project))
 
 
-def init_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+def init_stage(
+    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
+) -> StageOutput:
     files = expand_sources(project.sources, Path(project.base_dir))
     manifest = build_manifest(project.id, files, project.sources.model_dump(exclude_none=True))
     if paths.manifest.exists():

@@ -104,7 +104,9 @@ def analyse(scans: list[FileScan], project: ResolvedProject, sampled: bool) -> d
     return report, agg
 
 
-def scan_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+def scan_stage(
+    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
+) -> StageOutput:
     manifest = read_json(paths.manifest)
     verify_manifest(manifest)
     entries = manifest["files"]

@@ -22,14 +22,24 @@ def validate_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: d
     product = current_product(state)
     if product is None:
         return None
-    return digest("validate", product["sha256"], product["revision"], project.validation.model_dump(mode="json"))
+    return digest(
+        "validate",
+        product["sha256"],
+        product["revision"],
+        project.validation.model_dump(mode="json"),
+    )
 
 
 def report_paths(paths: ProjectPaths, revision: int) -> tuple[Path, Path]:
-    return paths.reports / f"validation-r{revision}.json", paths.reports / f"validation-r{revision}.txt"
+    return (
+        paths.reports / f"validation-r{revision}.json",
+        paths.reports / f"validation-r{revision}.txt",
+    )
 
 
-def validate_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext) -> StageOutput:
+def validate_stage(
+    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
+) -> StageOutput:
     product = current_product(state)
     if product is None or not Path(product["path"]).exists():
         raise PhaseOrderError(f"project {project.id!r} has no product to validate; run compute")
@@ -69,7 +79,13 @@ def validate_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[st
     n_err = len(report.errors)
     if verdict is Verdict.FAIL:
         first = report.errors[0]
-        where = "".join(x for x in (f" [{first.variable}]" if first.variable else "", f" ({first.file})" if first.file else ""))
+        where = "".join(
+            x
+            for x in (
+                f" [{first.variable}]" if first.variable else "",
+                f" ({first.file})" if first.file else "",
+            )
+        )
         raise ValidationFailedError(
             f"product r{record.revision} differs from its sources: {n_err} error(s); first: "
             f"{first.check}: {first.message}{where}. Report: {json_path}"
@@ -78,5 +94,8 @@ def validate_stage(project: ResolvedProject, paths: ProjectPaths, state: dict[st
         message=f"r{record.revision} PASS: {stats['values_compared']:,} values compared, "
         f"{sum(1 for f in findings if f.severity == 'allowed')} allowed differences",
         fingerprint=validate_fingerprint(project, paths, state) or "",
-        details={"report": str(json_path.relative_to(paths.root)), "values_compared": stats["values_compared"]},
+        details={
+            "report": str(json_path.relative_to(paths.root)),
+            "values_compared": stats["values_compared"],
+        },
     )

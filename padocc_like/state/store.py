@@ -120,7 +120,9 @@ def save_state(paths: ProjectPaths, state: dict[str, Any]) -> None:
     atomic_write_json(paths.state, state)
 
 
-def record_event(state: dict[str, Any], phase: Phase | None, event: str, message: str = "", **extra: Any) -> None:
+def record_event(
+    state: dict[str, Any], phase: Phase | None, event: str, message: str = "", **extra: Any
+) -> None:
     entry = {"time": utc_now(), "phase": str(phase) if phase else None, "event": event}
     if message:
         entry["message"] = message

@@ -133,12 +133,16 @@ def _time_coder() -> Any:
 def read_source_info(url: str) -> SourceInfo:
     import xarray as xr
 
-    with xr.open_dataset(url, engine="netcdf4", decode_times=_time_coder(),
-                         mask_and_scale=False, decode_timedelta=False) as ds:
+    with xr.open_dataset(
+        url,
+        engine="netcdf4",
+        decode_times=_time_coder(),
+        mask_and_scale=False,
+        decode_timedelta=False,
+    ) as ds:
         coords = {d: np.asarray(ds[d].values) for d in ds.dims if d in ds.variables}
         # decoded times carry their units in .encoding, not .attrs
-        var_units = {v: ds[v].encoding.get("units", ds[v].attrs.get("units"))
-                     for v in ds.variables}
+        var_units = {v: ds[v].encoding.get("units", ds[v].attrs.get("units")) for v in ds.variables}
         return SourceInfo(url, dict(ds.sizes), coords, dict(ds.attrs), list(ds.variables), var_units)
 
 
@@ -159,12 +163,26 @@ def check_coverage(
     findings: list[Finding] = []
     manifest = {s.url for s in sources}
     for url in sorted(referenced - manifest):
-        findings.append(Finding("coverage", Severity.ERROR, "the product references a file that is not in the input manifest", file=url))
+        findings.append(
+            Finding(
+                "coverage",
+                Severity.ERROR,
+                "the product references a file that is not in the input manifest",
+                file=url,
+            )
+        )
     concat = [d for d in product.sizes if any(s.dims.get(d) != product.sizes[d] for s in sources)]
     for s in sources:
         for d in product.sizes:
             if d not in s.dims and any(d in product[v].dims for v in s.variables if v in product.variables):
-                findings.append(Finding("coverage", Severity.ERROR, f"dimension {d!r} is not in the source", file=s.url))
+                findings.append(
+                    Finding(
+                        "coverage",
+                        Severity.ERROR,
+                        f"dimension {d!r} is not in the source",
+                        file=s.url,
+                    )
+                )
     ranges: dict[str, dict[str, tuple[int, int]]] = {s.url: {} for s in sources}
     for d in concat:
         n_total = int(product.sizes[d])
@@ -182,15 +200,26 @@ def check_coverage(
                 except TypeError:  # e.g. cftime dates of different calendars
                     start = None
                 if start is None:
-                    findings.append(Finding("coverage", Severity.ERROR,
-                                            f"the file's {d} values ({f.tolist()[0]} ...) are not in the product (file missing from the product?)",
-                                            file=s.url))
+                    findings.append(
+                        Finding(
+                            "coverage",
+                            Severity.ERROR,
+                            f"the file's {d} values ({f.tolist()[0]} ...) are not in the product (file missing from the product?)",
+                            file=s.url,
+                        )
+                    )
                     continue
                 stop = start + f.size
                 seg = values[start:stop]
                 if seg.shape != f.shape or not _all_equal(seg, f):
-                    findings.append(Finding("coverage", Severity.ERROR,
-                                            f"the product's {d} values at {start}:{stop} differ from the file's", file=s.url))
+                    findings.append(
+                        Finding(
+                            "coverage",
+                            Severity.ERROR,
+                            f"the product's {d} values at {start}:{stop} differ from the file's",
+                            file=s.url,
+                        )
+                    )
                     continue
                 ranges[s.url][d] = (start, stop)
         else:  # no coordinate: files follow the manifest order
@@ -200,8 +229,13 @@ def check_coverage(
                 ranges[s.url][d] = (start, start + n)
                 start += n
             if start != n_total:
-                findings.append(Finding("coverage", Severity.ERROR,
-                                        f"files hold {start} steps along {d!r} but the product has {n_total}"))
+                findings.append(
+                    Finding(
+                        "coverage",
+                        Severity.ERROR,
+                        f"files hold {start} steps along {d!r} but the product has {n_total}",
+                    )
+                )
     placed = [s for s in sources if len(ranges[s.url]) == len(concat)]
     if concat:
         shape = tuple(int(product.sizes[d]) for d in concat)
@@ -211,15 +245,41 @@ def check_coverage(
         over = int(np.count_nonzero(count > 1))
         gaps = int(np.count_nonzero(count == 0))
         if over:
-            findings.append(Finding("coverage", Severity.ERROR, f"{over} positions along {concat} are covered by more than one file", count=over))
+            findings.append(
+                Finding(
+                    "coverage",
+                    Severity.ERROR,
+                    f"{over} positions along {concat} are covered by more than one file",
+                    count=over,
+                )
+            )
         if gaps:
-            findings.append(Finding("coverage", Severity.ERROR, f"{gaps} positions along {concat} are covered by no source file", count=gaps))
+            findings.append(
+                Finding(
+                    "coverage",
+                    Severity.ERROR,
+                    f"{gaps} positions along {concat} are covered by no source file",
+                    count=gaps,
+                )
+            )
     elif len(sources) > 1:
-        findings.append(Finding("coverage", Severity.ERROR, f"{len(sources)} files but the product is no larger than one of them"))
+        findings.append(
+            Finding(
+                "coverage",
+                Severity.ERROR,
+                f"{len(sources)} files but the product is no larger than one of them",
+            )
+        )
     if len(placed) != len(sources) or any(f.severity is Severity.ERROR for f in findings):
         return findings, None
     first = min(placed, key=lambda s: tuple(ranges[s.url][d][0] for d in concat)).url
-    findings.append(Finding("coverage", Severity.INFO, f"{len(sources)} files tile the product along {concat or 'no dimension'} exactly once"))
+    findings.append(
+        Finding(
+            "coverage",
+            Severity.INFO,
+            f"{len(sources)} files tile the product along {concat or 'no dimension'} exactly once",
+        )
+    )
     return findings, Layout(concat, ranges, first)
 
 
@@ -235,42 +295,124 @@ def check_attributes(
     allowed = set(project.validation.allow_attribute_differences)
     edits = project.attributes
 
-    def compare(scope: str, prod: dict[str, Any], src: dict[str, Any], varying: set[str],
-                set_: dict[str, Any], remove: list[str], variable: str | None) -> None:
+    def compare(
+        scope: str,
+        prod: dict[str, Any],
+        src: dict[str, Any],
+        varying: set[str],
+        set_: dict[str, Any],
+        remove: list[str],
+        variable: str | None,
+    ) -> None:
         for key in sorted(set(prod) | set(src) | set(set_)):
             label = key if variable is None else f"{variable}:{key}"
             if key in set_:
                 if key not in prod or not attrs_equal(prod[key], set_[key]):
-                    findings.append(Finding("attributes", Severity.ERROR, f"{scope} attribute {key!r} should be set to {set_[key]!r} by configuration, product has {prod.get(key)!r}", variable=variable))
+                    findings.append(
+                        Finding(
+                            "attributes",
+                            Severity.ERROR,
+                            f"{scope} attribute {key!r} should be set to {set_[key]!r} by configuration, product has {prod.get(key)!r}",
+                            variable=variable,
+                        )
+                    )
                 else:
-                    findings.append(Finding("attributes", Severity.ALLOWED, f"{scope} attribute {key!r} set by configuration", variable=variable))
+                    findings.append(
+                        Finding(
+                            "attributes",
+                            Severity.ALLOWED,
+                            f"{scope} attribute {key!r} set by configuration",
+                            variable=variable,
+                        )
+                    )
                 continue
             if key in remove:
                 if key in prod:
-                    findings.append(Finding("attributes", Severity.ERROR, f"{scope} attribute {key!r} should be removed by configuration", variable=variable))
+                    findings.append(
+                        Finding(
+                            "attributes",
+                            Severity.ERROR,
+                            f"{scope} attribute {key!r} should be removed by configuration",
+                            variable=variable,
+                        )
+                    )
                 continue
             equal = key in prod and key in src and attrs_equal(prod[key], src[key])
             if key in varying:
                 if equal or (key not in src and key not in prod):
-                    findings.append(Finding("attributes", Severity.ALLOWED, f"{scope} attribute {key!r} varies between files; the product keeps the first file's value", variable=variable))
+                    findings.append(
+                        Finding(
+                            "attributes",
+                            Severity.ALLOWED,
+                            f"{scope} attribute {key!r} varies between files; the product keeps the first file's value",
+                            variable=variable,
+                        )
+                    )
                 else:
-                    findings.append(Finding("attributes", Severity.ERROR, f"{scope} attribute {key!r} = {_short(prod.get(key))} is not the first file's value {_short(src.get(key))}", variable=variable))
+                    findings.append(
+                        Finding(
+                            "attributes",
+                            Severity.ERROR,
+                            f"{scope} attribute {key!r} = {_short(prod.get(key))} is not the first file's value {_short(src.get(key))}",
+                            variable=variable,
+                        )
+                    )
                 continue
             if equal:
                 continue
             if label in allowed:
-                findings.append(Finding("attributes", Severity.ALLOWED, f"{scope} attribute {key!r} differs (allowed by configuration)", variable=variable))
+                findings.append(
+                    Finding(
+                        "attributes",
+                        Severity.ALLOWED,
+                        f"{scope} attribute {key!r} differs (allowed by configuration)",
+                        variable=variable,
+                    )
+                )
             elif key not in prod:
-                findings.append(Finding("attributes", Severity.ERROR, f"{scope} attribute {key!r} is missing from the product (source: {_short(src[key])})", variable=variable))
+                findings.append(
+                    Finding(
+                        "attributes",
+                        Severity.ERROR,
+                        f"{scope} attribute {key!r} is missing from the product (source: {_short(src[key])})",
+                        variable=variable,
+                    )
+                )
             elif key not in src:
-                findings.append(Finding("attributes", Severity.ERROR, f"{scope} attribute {key!r} = {_short(prod[key])} is not in the sources", variable=variable))
+                findings.append(
+                    Finding(
+                        "attributes",
+                        Severity.ERROR,
+                        f"{scope} attribute {key!r} = {_short(prod[key])} is not in the sources",
+                        variable=variable,
+                    )
+                )
             else:
-                findings.append(Finding("attributes", Severity.ERROR, f"{scope} attribute {key!r} differs: product {_short(prod[key])}, source {_short(src[key])}", variable=variable))
+                findings.append(
+                    Finding(
+                        "attributes",
+                        Severity.ERROR,
+                        f"{scope} attribute {key!r} differs: product {_short(prod[key])}, source {_short(src[key])}",
+                        variable=variable,
+                    )
+                )
 
-    varying_global = {k for s in sources for k in set(s.attrs) | set(sources[0].attrs)
-                      if not (k in s.attrs and k in sources[0].attrs and attrs_equal(s.attrs[k], sources[0].attrs[k]))}
+    varying_global = {
+        k
+        for s in sources
+        for k in set(s.attrs) | set(sources[0].attrs)
+        if not (k in s.attrs and k in sources[0].attrs and attrs_equal(s.attrs[k], sources[0].attrs[k]))
+    }
     src_global = {k: first_nc.getncattr(k) for k in first_nc.ncattrs()}
-    compare("global", dict(product_raw.attrs), src_global, varying_global, edits.global_.set, edits.global_.remove, None)
+    compare(
+        "global",
+        dict(product_raw.attrs),
+        src_global,
+        varying_global,
+        edits.global_.set,
+        edits.global_.remove,
+        None,
+    )
     for name in product_raw.variables:
         if name not in first_nc.variables:
             continue
@@ -315,7 +457,9 @@ def check_values(
     try:
         nc = netCDF4.Dataset(source.url)
     except OSError as err:
-        yield Finding("values", Severity.ERROR, f"cannot open the source with netCDF4: {err}", file=source.url)
+        yield Finding(
+            "values", Severity.ERROR, f"cannot open the source with netCDF4: {err}", file=source.url
+        )
         return
     nc.set_auto_maskandscale(False)
     dec = xr.open_dataset(source.url, engine="netcdf4", decode_times=_time_coder(), decode_timedelta=False)
@@ -338,14 +482,32 @@ def check_values(
             try:
                 p_raw = np.asarray(product_raw[name].isel(sel).values)
             except Exception as err:
-                yield Finding("values", Severity.ERROR, f"cannot read the product's data: {type(err).__name__}: {err}", variable=name, file=source.url)
+                yield Finding(
+                    "values",
+                    Severity.ERROR,
+                    f"cannot read the product's data: {type(err).__name__}: {err}",
+                    variable=name,
+                    file=source.url,
+                )
                 continue
             s_raw = np.asarray(var_nc[tuple(src_sel)] if var_nc.ndim else var_nc[...])
             if p_raw.dtype.newbyteorder("=") != s_raw.dtype.newbyteorder("=") and name not in reencoded:
-                yield Finding("structure", Severity.ERROR, f"dtype differs: product {p_raw.dtype}, source {s_raw.dtype}", variable=name, file=source.url)
+                yield Finding(
+                    "structure",
+                    Severity.ERROR,
+                    f"dtype differs: product {p_raw.dtype}, source {s_raw.dtype}",
+                    variable=name,
+                    file=source.url,
+                )
                 continue
             if p_raw.shape != s_raw.shape:
-                yield Finding("values", Severity.ERROR, f"shape differs: product {p_raw.shape}, source {s_raw.shape}", variable=name, file=source.url)
+                yield Finding(
+                    "values",
+                    Severity.ERROR,
+                    f"shape differs: product {p_raw.shape}, source {s_raw.shape}",
+                    variable=name,
+                    file=source.url,
+                )
                 continue
             if name not in reencoded:
                 eq = _bitwise_equal(p_raw, s_raw)
@@ -353,31 +515,65 @@ def check_values(
                 stats["values_compared"] += int(eq.size)
                 if bad:
                     first = np.unravel_index(int(np.argmin(eq.reshape(-1))), eq.shape) if eq.ndim else ()
-                    yield Finding("values", Severity.ERROR, f"{bad} of {eq.size} raw values differ (first at index {tuple(int(i) for i in first)})", variable=name, file=source.url, count=bad)
+                    yield Finding(
+                        "values",
+                        Severity.ERROR,
+                        f"{bad} of {eq.size} raw values differ (first at index {tuple(int(i) for i in first)})",
+                        variable=name,
+                        file=source.url,
+                        count=bad,
+                    )
                     continue
             # decoded values, as users see them
             try:
                 p_dec = np.asarray(product_dec[name].isel(sel).values)
             except Exception as err:
-                yield Finding("values", Severity.ERROR, f"cannot decode the product's data: {type(err).__name__}: {err}", variable=name, file=source.url)
+                yield Finding(
+                    "values",
+                    Severity.ERROR,
+                    f"cannot decode the product's data: {type(err).__name__}: {err}",
+                    variable=name,
+                    file=source.url,
+                )
                 continue
-            src_isel = {d: sel[d] - layout.ranges[source.url][d][0] if not isinstance(sel[d], slice) else slice(None) for d in sel}
+            src_isel = {
+                d: sel[d] - layout.ranges[source.url][d][0] if not isinstance(sel[d], slice) else slice(None)
+                for d in sel
+            }
             s_dec = np.asarray(dec[name].isel(src_isel).values)
             if p_dec.dtype != s_dec.dtype:
                 if p_dec.dtype.kind == s_dec.dtype.kind == "f" and name not in seen_dtype_note:
                     seen_dtype_note.add(name)
-                    yield Finding("values", Severity.ALLOWED, f"decodes as {p_dec.dtype} (source {s_dec.dtype}): JSON attributes carry no float32 type; values are compared in the source's type", variable=name)
+                    yield Finding(
+                        "values",
+                        Severity.ALLOWED,
+                        f"decodes as {p_dec.dtype} (source {s_dec.dtype}): JSON attributes carry no float32 type; values are compared in the source's type",
+                        variable=name,
+                    )
                 if p_dec.dtype.kind == s_dec.dtype.kind == "f":
                     p_dec = p_dec.astype(s_dec.dtype)
             try:
                 eq = _decoded_equal(p_dec, s_dec)
             except Exception as err:  # incomparable types
-                yield Finding("values", Severity.ERROR, f"decoded values cannot be compared: {err}", variable=name, file=source.url)
+                yield Finding(
+                    "values",
+                    Severity.ERROR,
+                    f"decoded values cannot be compared: {err}",
+                    variable=name,
+                    file=source.url,
+                )
                 continue
             bad = int(np.size(eq) - np.count_nonzero(eq))
             stats["values_compared"] += int(np.size(eq))
             if bad:
-                yield Finding("values", Severity.ERROR, f"{bad} of {np.size(eq)} decoded values differ", variable=name, file=source.url, count=bad)
+                yield Finding(
+                    "values",
+                    Severity.ERROR,
+                    f"{bad} of {np.size(eq)} decoded values differ",
+                    variable=name,
+                    file=source.url,
+                    count=bad,
+                )
     finally:
         dec.close()
         nc.close()
@@ -398,11 +594,22 @@ def validate(
     stats = {"files": len(manifest_urls), "variables": 0, "values_compared": 0}
     try:
         # raw view: no char-array concatenation either, to match netCDF4's raw reads
-        product_raw = open_product(mask_and_scale=False, decode_times=False, decode_timedelta=False,
-                                   decode_coords=False, concat_characters=False)
+        product_raw = open_product(
+            mask_and_scale=False,
+            decode_times=False,
+            decode_timedelta=False,
+            decode_coords=False,
+            concat_characters=False,
+        )
         product_dec = open_product(decode_times=_time_coder(), decode_timedelta=False)
     except Exception as err:
-        findings.append(Finding("structure", Severity.ERROR, f"the product does not open: {type(err).__name__}: {err}"))
+        findings.append(
+            Finding(
+                "structure",
+                Severity.ERROR,
+                f"the product does not open: {type(err).__name__}: {err}",
+            )
+        )
         return findings, stats
     try:
         sources = []
@@ -410,7 +617,9 @@ def validate(
             try:
                 sources.append(read_source_info(url))
             except Exception as err:
-                findings.append(Finding("structure", Severity.ERROR, f"cannot read the source: {err}", file=url))
+                findings.append(
+                    Finding("structure", Severity.ERROR, f"cannot read the source: {err}", file=url)
+                )
         if len(sources) != len(manifest_urls):
             return findings, stats
         # structure: the expected variables
@@ -419,17 +628,45 @@ def validate(
             keep = set(project.variables.keep)
             missing = sorted(keep - set(product_raw.variables))
             for name in missing:
-                findings.append(Finding("structure", Severity.ERROR, "a variable to keep is missing from the product", variable=name))
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        "a variable to keep is missing from the product",
+                        variable=name,
+                    )
+                )
             expected &= set(product_raw.variables) | keep
         expected -= set(project.variables.drop)
         for name in sorted(expected - set(product_raw.variables)):
             if project.variables.keep is None:
-                findings.append(Finding("structure", Severity.ERROR, "variable is in the sources but not in the product", variable=name))
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        "variable is in the sources but not in the product",
+                        variable=name,
+                    )
+                )
         for name in sorted(set(product_raw.variables) - set(sources[0].variables)):
-            findings.append(Finding("structure", Severity.ERROR, "variable is in the product but not in the sources", variable=name))
+            findings.append(
+                Finding(
+                    "structure",
+                    Severity.ERROR,
+                    "variable is in the product but not in the sources",
+                    variable=name,
+                )
+            )
         for name in project.variables.drop:
             if name in product_raw.variables:
-                findings.append(Finding("structure", Severity.ERROR, "variable should have been dropped", variable=name))
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        "variable should have been dropped",
+                        variable=name,
+                    )
+                )
         stats["variables"] = len(product_raw.variables)
 
         referenced = product_urls(product_path, layout_name)
@@ -441,21 +678,48 @@ def validate(
         bounds = {product_raw[n].attrs.get("bounds") for n in reencoded}
         reencoded |= {b for b in bounds if isinstance(b, str)}
         for n in sorted(reencoded):
-            findings.append(Finding("values", Severity.ALLOWED, "time values are re-encoded in common units across files; decoded times are compared", variable=n))
+            findings.append(
+                Finding(
+                    "values",
+                    Severity.ALLOWED,
+                    "time values are re-encoded in common units across files; decoded times are compared",
+                    variable=n,
+                )
+            )
         with netCDF4.Dataset(layout.first_url) as first_nc:
             findings.extend(check_attributes(product_raw, sources, first_nc, layout, project))
         seen: set[str] = set()
         for s in sources:
-            findings.extend(check_values(product_raw, product_dec, s, layout, mode,
-                                         project.validation.sample_fraction, stats, reencoded, seen))
+            findings.extend(
+                check_values(
+                    product_raw,
+                    product_dec,
+                    s,
+                    layout,
+                    mode,
+                    project.validation.sample_fraction,
+                    stats,
+                    reencoded,
+                    seen,
+                )
+            )
         # fill values and dtypes of the whole product against the first file
         with netCDF4.Dataset(layout.first_url) as first_nc:
             for name in product_raw.variables:
                 if name in first_nc.variables:
                     src_fill = first_nc.variables[name].__dict__.get("_FillValue")
                     prod_fill = product_raw[name].attrs.get("_FillValue")
-                    if (src_fill is None) != (prod_fill is None) or (src_fill is not None and not attrs_equal(src_fill, prod_fill)):
-                        findings.append(Finding("structure", Severity.ERROR, f"_FillValue differs: product {prod_fill!r}, source {src_fill!r}", variable=name))
+                    if (src_fill is None) != (prod_fill is None) or (
+                        src_fill is not None and not attrs_equal(src_fill, prod_fill)
+                    ):
+                        findings.append(
+                            Finding(
+                                "structure",
+                                Severity.ERROR,
+                                f"_FillValue differs: product {prod_fill!r}, source {src_fill!r}",
+                                variable=name,
+                            )
+                        )
         return findings, stats
     finally:
         product_raw.close()

@@ -35,7 +35,9 @@ class Finding:
     count: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Severity) else v) for k, v in asdict(self).items() if v is not None}
+        return {
+            k: (str(v) if isinstance(v, Severity) else v) for k, v in asdict(self).items() if v is not None
+        }
 
 
 @dataclass

@@ -63,8 +63,13 @@ class KerchunkWriter:
 
     kind: ClassVar[ProductKind] = ProductKind.KERCHUNK
 
-    def __init__(self, *, parquet_threshold_bytes: int = 100 << 20, record_size: int = 100_000,
-                 layout: str = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        parquet_threshold_bytes: int = 100 << 20,
+        record_size: int = 100_000,
+        layout: str = "auto",
+    ) -> None:
         if layout not in ("auto", "json", "parquet"):
             raise ValueError(f"kerchunk layout must be auto, json or parquet, not {layout!r}")
         self.parquet_threshold_bytes = parquet_threshold_bytes
@@ -103,8 +108,15 @@ class KerchunkWriter:
             raise ProductError(f"unknown kerchunk layout {layout!r}")
         n_refs = sum(1 for v in refs.values() if isinstance(v, list))
         return ProductRecord(
-            kind=str(self.kind), revision=revision, path=str(target), layout=layout, size=size,
-            sha256=digest, n_refs=n_refs, created=utc_now(), media_type=media,
+            kind=str(self.kind),
+            revision=revision,
+            path=str(target),
+            layout=layout,
+            size=size,
+            sha256=digest,
+            n_refs=n_refs,
+            created=utc_now(),
+            media_type=media,
         )
 
     def _write_parquet(self, refs: dict[str, Any], target: Path) -> None:
@@ -112,7 +124,9 @@ class KerchunkWriter:
             import fsspec
             from fsspec.implementations.reference import LazyReferenceMapper
         except ImportError as err:  # pragma: no cover - depends on extras
-            raise ProductError("Parquet references need the 'parquet' extra (fsspec, pandas, pyarrow)") from err
+            raise ProductError(
+                "Parquet references need the 'parquet' extra (fsspec, pandas, pyarrow)"
+            ) from err
         with atomic_directory(target) as tmp:
             fs = fsspec.filesystem("file")
             out = LazyReferenceMapper.create(root=str(tmp), fs=fs, record_size=self.record_size)

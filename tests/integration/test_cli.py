@@ -18,7 +18,7 @@ def _loaded_modules(*args: str) -> set[str]:
         "print('MODULES', ' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    line = [x for x in out.stdout.splitlines() if x.startswith("MODULES")][0]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("MODULES"))
     return set(line.split()[1:])
 
 
@@ -28,7 +28,9 @@ def test_help_imports_no_heavy_library():
 
 def test_status_imports_no_heavy_library(tmp_path, archive, write_group):
     archive(n_files=1)
-    path = write_group(f"group: g\nwork_dir: {tmp_path}/w\nprojects: [{{id: p, sources: {{glob: archive/*.nc}}}}]\n")
+    path = write_group(
+        f"group: g\nwork_dir: {tmp_path}/w\nprojects: [{{id: p, sources: {{glob: archive/*.nc}}}}]\n"
+    )
     assert main(["init", str(path), "-q"]) == 0
     assert not _loaded_modules("status", str(path)) & set(HEAVY)
 
@@ -71,5 +73,7 @@ def test_no_command_prints_help(capsys):
 
 
 def test_module_entry_point():
-    out = subprocess.run([sys.executable, "-m", "padocc_like", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "padocc_like", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("padocc-like ")

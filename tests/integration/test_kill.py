@@ -48,7 +48,9 @@ def _product_bytes(work: Path) -> bytes:
     return Path(product["path"]).read_bytes()
 
 
-@pytest.mark.parametrize("phase,delay", [("compute", 0.0), ("compute", 0.3), ("scan", 0.1), ("validate", 0.2)])
+@pytest.mark.parametrize(
+    "phase,delay", [("compute", 0.0), ("compute", 0.3), ("scan", 0.1), ("validate", 0.2)]
+)
 def test_sigkill_then_rerun_matches_uninterrupted(tmp_path, big_archive, phase, delay):
     ref_group = tmp_path / "ref.yaml"
     ref_group.write_text(GROUP.format(work=tmp_path / "ref-work", archive=big_archive))
@@ -77,5 +79,5 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path, big_archive, phase, 
     assert all(o.status == "done" for o in outs), outs
     assert _product_bytes(work) == expected
     assert api.report(g, "p")["verdict"] == "pass"
-    leftovers = [p for p in (work / "projects/p").rglob("*.partial")]
+    leftovers = list((work / "projects/p").rglob("*.partial"))
     assert not leftovers or all(p.parent.name != "kerchunk" for p in leftovers)

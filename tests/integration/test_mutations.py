@@ -16,7 +16,7 @@ def validated(tmp_path, archive, write_group):
     archive(n_files=4)
     path = write_group(f"""
 group: mut
-work_dir: {tmp_path / 'work'}
+work_dir: {tmp_path / "work"}
 profile: serial
 projects:
   - id: p
@@ -137,8 +137,20 @@ def reorder_time(refs):
     refs["time/0"] = "base64:" + base64.b64encode(raw.tobytes()).decode()
 
 
-MUTATIONS = [shift_offset, wrong_file, swap_chunks, drop_file, change_global_attr, remove_var_attr,
-             change_fill_value, change_dtype, change_calendar, change_units, add_scale_factor, reorder_time]
+MUTATIONS = [
+    shift_offset,
+    wrong_file,
+    swap_chunks,
+    drop_file,
+    change_global_attr,
+    remove_var_attr,
+    change_fill_value,
+    change_dtype,
+    change_calendar,
+    change_units,
+    add_scale_factor,
+    reorder_time,
+]
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda f: f.__name__)

@@ -20,7 +20,7 @@ ALL = ["init", "scan", "compute", "validate", "catalog"]
 def group_yaml(tmp_path: Path, glob: str = "archive/*.nc", extra: str = "", project_extra: str = "") -> str:
     return f"""
 group: g1
-work_dir: {tmp_path / 'work'}
+work_dir: {tmp_path / "work"}
 pipeline: kerchunk
 profile: serial
 projects:
@@ -44,8 +44,14 @@ def test_full_pipeline_produces_validated_product_and_stac(tmp_path, archive, wr
     assert row["state"] == "done" and row["product"]["status"] == "valid"
     product = row["product"]["path"]
     ds = xr.open_dataset(product, engine="kerchunk", storage_options={"remote_protocol": "file"})
-    ref = xr.open_mfdataset([str(p) for p in paths], combine="nested", concat_dim="time",
-                            data_vars="minimal", coords="minimal", compat="override")
+    ref = xr.open_mfdataset(
+        [str(p) for p in paths],
+        combine="nested",
+        concat_dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+    )
     for name in ref.variables:
         assert ref[name].equals(ds[name]), name
     assert ds.sizes["time"] == 150
@@ -67,7 +73,9 @@ def test_state_files_and_history(tmp_path, archive, write_group):
     assert state["format"] == "padocc-like/project-state" and state["version"] == 1
     assert [state["phases"][p]["status"] for p in ALL] == ["done"] * 5
     manifest = json.loads((root / "manifest.json").read_text())
-    assert [Path(f["url"]).name for f in manifest["files"]] == sorted(p.name for p in (tmp_path / "archive").iterdir())
+    assert [Path(f["url"]).name for f in manifest["files"]] == sorted(
+        p.name for p in (tmp_path / "archive").iterdir()
+    )
     assert all(h["time"].endswith("Z") and "T" in h["time"] for h in state["history"])
     # logs per phase, kept
     assert {p.name.split("-")[0] for p in (root / "logs").iterdir()} == set(ALL)
@@ -135,10 +143,13 @@ def test_removed_file_is_detected_and_new_files_need_force(tmp_path, archive, wr
 
 def test_a_failed_project_does_not_stop_others(tmp_path, archive, write_group):
     archive(n_files=3)
-    body = group_yaml(tmp_path) + f"""
+    body = (
+        group_yaml(tmp_path)
+        + f"""
   - id: broken
     sources: {{glob: {tmp_path}/nothing/*.nc}}
 """
+    )
     g, outs = run_all(write_group(body))
     by = {(o.project, o.phase): o for o in outs}
     assert by[("broken", "init")].status == "failed"
@@ -155,7 +166,7 @@ def test_overlapping_files_fail_with_both_names(tmp_path, archive, write_group):
     dup = paths[1].with_name("copy_of_month2.nc")
     dup.write_bytes(paths[1].read_bytes())
     g, outs = run_all(write_group(group_yaml(tmp_path)))
-    scan = [o for o in outs if o.phase == "scan"][0]
+    scan = next(o for o in outs if o.phase == "scan")
     assert scan.status == "failed"
     assert "copy_of_month2.nc" in scan.message and paths[1].name in scan.message
     assert not list((g.work_dir / "projects/p1").glob("products/**/*.json"))
@@ -171,8 +182,9 @@ def test_attribute_edits_and_variable_selection_are_applied(tmp_path, archive, w
 """
     g, outs = run_all(write_group(group_yaml(tmp_path, project_extra=extra)))
     assert all(o.status == "done" for o in outs), outs
-    ds = xr.open_dataset(api.status(g)[0]["product"]["path"], engine="kerchunk",
-                         storage_options={"remote_protocol": "file"})
+    ds = xr.open_dataset(
+        api.status(g)[0]["product"]["path"], engine="kerchunk", storage_options={"remote_protocol": "file"}
+    )
     assert "pr" not in ds and ds.attrs["title"] == "New title" and "institution" not in ds.attrs
     assert ds.tas.attrs["long_name"] == "Air temperature at 2 m" and "cell_methods" not in ds.tas.attrs
 
@@ -199,7 +211,7 @@ def test_workers_across_projects(tmp_path, archive, write_group):
     archive("b", n_files=2, calendar="noleap")
     body = f"""
 group: g2
-work_dir: {tmp_path / 'work'}
+work_dir: {tmp_path / "work"}
 projects:
   - id: a
     sources: {{glob: a/*.nc}}

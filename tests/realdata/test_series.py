@@ -78,16 +78,27 @@ class Series:
 SERIES: list[Series] = [
     # --- ESA CCI soil moisture: 3 consecutive days, then 2000-01-01 -------------------------
     Series(
-        "esacci-soilmoisture-daily", "esacci-soilmoisture-daily", "*.nc", 4,
-        "scan", "inconsistent-sources",
-        (r"variable 't0'", r"valid_range",
-         *_q(f"{CCI}-19781114000000-fv02.2.nc", f"{CCI}-19781115000000-fv02.2.nc")),
+        "esacci-soilmoisture-daily",
+        "esacci-soilmoisture-daily",
+        "*.nc",
+        4,
+        "scan",
+        "inconsistent-sources",
+        (
+            r"variable 't0'",
+            r"valid_range",
+            *_q(f"{CCI}-19781114000000-fv02.2.nc", f"{CCI}-19781115000000-fv02.2.nc"),
+        ),
         why="t0 (observation time) has valid_range [day-0.5, day+0.5] per file; every valid t0 "
         "of one day lies outside another day's range, so one product attribute would mask "
         "them all in CF readers (netCDF4-python)",
     ),
     Series(
-        "esacci-soilmoisture-daily-drop-t0", "esacci-soilmoisture-daily", "*.nc", 4, "pass",
+        "esacci-soilmoisture-daily-drop-t0",
+        "esacci-soilmoisture-daily",
+        "*.nc",
+        4,
+        "pass",
         config={"variables": {"drop": ["t0"]}},
         mfdataset={"drop_variables": ["t0"]},
         why="without t0 the four days (and the 21-year gap) concatenate exactly; sm is "
@@ -95,20 +106,33 @@ SERIES: list[Series] = [
     ),
     # --- CESM-LE control: 18 century files ------------------------------------------------------
     Series(
-        "cesm-le-ctrl-SHF", "cesm-le-ctrl-SHF", "*.nc", 18,
-        "scan", "not-representable",
-        (r"variable 'SHF'", r"chunk", r"\(1212, 2, 2\)", r"\(1200, 2, 2\)",
-         *_q(f"{CTRL}.210001-220012.nc"),
-         # the other, independent obstacle: two files are written without shuffle
-         r"shuffle", *_q(f"{CTRL}.150001-159912.nc")),
+        "cesm-le-ctrl-SHF",
+        "cesm-le-ctrl-SHF",
+        "*.nc",
+        18,
+        "scan",
+        "not-representable",
+        (
+            r"variable 'SHF'",
+            r"chunk",
+            r"\(1212, 2, 2\)",
+            r"\(1200, 2, 2\)",
+            *_q(f"{CTRL}.210001-220012.nc"),
+            # the other, independent obstacle: two files are written without shuffle
+            r"shuffle",
+            *_q(f"{CTRL}.150001-159912.nc"),
+        ),
         why="SHF is one chunk per file: (1200,2,2), but (1212,2,2) in 2100-2200; and the "
         "1500s and 1600s files lack the shuffle filter. Kerchunk has one chunk shape and one "
         "codec list per variable. FIX: the message names only the codec difference today "
         "(see combine._concatenated patch); it must name the chunking (and the codecs)",
     ),
     Series(
-        "cesm-le-ctrl-SHF-0400-1499", "cesm-le-ctrl-SHF",
-        (f"{CTRL}.0[4-9]*.nc", f"{CTRL}.1[0-4]*.nc"), 11, "pass",
+        "cesm-le-ctrl-SHF-0400-1499",
+        "cesm-le-ctrl-SHF",
+        (f"{CTRL}.0[4-9]*.nc", f"{CTRL}.1[0-4]*.nc"),
+        11,
+        "pass",
         why="the run of files with one chunk shape and codec list combines exactly (13200 "
         "noleap months, 'days since 0000-01-01', time as 1-step chunks, char arrays): the "
         "encoding is the only obstacle. FIX: validation compares xarray's char-concatenated "
@@ -117,60 +141,109 @@ SERIES: list[Series] = [
     ),
     # --- CESM-LE RCP8.5: 2 files of 900 and 240 steps, one chunk each ----------------------------
     Series(
-        "cesm-le-rcp85-SHF", "cesm-le-rcp85-SHF", "*.nc", 2,
-        "scan", "not-representable",
-        (r"variable 'SHF'", r"chunk", r"\(240, 2, 2\)", r"\(900, 2, 2\)",
-         *_q(f"{RCP}.208101-210012.nc", f"{RCP}.200601-208012.nc")),
+        "cesm-le-rcp85-SHF",
+        "cesm-le-rcp85-SHF",
+        "*.nc",
+        2,
+        "scan",
+        "not-representable",
+        (
+            r"variable 'SHF'",
+            r"chunk",
+            r"\(240, 2, 2\)",
+            r"\(900, 2, 2\)",
+            *_q(f"{RCP}.208101-210012.nc", f"{RCP}.200601-208012.nc"),
+        ),
         why="SHF chunks are (900,2,2) and (240,2,2): no single chunk grid covers both files "
         "without re-chunking; codecs are identical",
     ),
     # --- CESM multi-variable POP files: merge plus concat --------------------------------------
     Series(
-        "cesm-multi-variables", "cesm-multi-variables", "*.nc", 5,
-        "scan", "inconsistent-sources",
-        (r"different variables", r"'O2'", r"'PO4'",
-         *_q(f"{MULTI}.SHF-NO2-PO4.050001-050012.nc", f"{MULTI}.SHF-NO2-O2.050001-050012.nc")),
+        "cesm-multi-variables",
+        "cesm-multi-variables",
+        "*.nc",
+        5,
+        "scan",
+        "inconsistent-sources",
+        (
+            r"different variables",
+            r"'O2'",
+            r"'PO4'",
+            *_q(f"{MULTI}.SHF-NO2-PO4.050001-050012.nc", f"{MULTI}.SHF-NO2-O2.050001-050012.nc"),
+        ),
         why="SHF-NO2-O2, SHF-NO2-PO4 and SHF-TEMP-SiO3 files hold different variables (a merge "
         "Kerchunk concat cannot express); SHF/NO2 repeat across them for the same months",
     ),
     Series(
-        "cesm-multi-variables-SHF-NO2-O2", "cesm-multi-variables", f"{MULTI}.SHF-NO2-O2.*.nc", 2,
+        "cesm-multi-variables-SHF-NO2-O2",
+        "cesm-multi-variables",
+        f"{MULTI}.SHF-NO2-O2.*.nc",
+        2,
         "pass",
         why="one variable set per project: 0500 and 0501 concatenate along time (the 0501 file "
         "starts at 0501-02, a one-month gap, which is legal). FIX: char arrays (see checks patch) "
         "and year 500 in the STAC item (see catalog.stac._iso patch)",
     ),
     Series(
-        "cesm-multi-variables-SHF-NO2-PO4", "cesm-multi-variables", f"{MULTI}.SHF-NO2-PO4.*.nc", 2,
-        "pass", why="as SHF-NO2-O2. FIX: char arrays and year 500 (checks and stac patches)",
+        "cesm-multi-variables-SHF-NO2-PO4",
+        "cesm-multi-variables",
+        f"{MULTI}.SHF-NO2-PO4.*.nc",
+        2,
+        "pass",
+        why="as SHF-NO2-O2. FIX: char arrays and year 500 (checks and stac patches)",
     ),
     Series(
-        "cesm-multi-variables-SHF-TEMP-SiO3", "cesm-multi-variables", f"{MULTI}.SHF-TEMP-SiO3.*.nc",
-        1, "pass", why="a one-file project (no concatenation dimension) is exact. FIX: char "
+        "cesm-multi-variables-SHF-TEMP-SiO3",
+        "cesm-multi-variables",
+        f"{MULTI}.SHF-TEMP-SiO3.*.nc",
+        1,
+        "pass",
+        why="a one-file project (no concatenation dimension) is exact. FIX: char "
         "arrays and year 500 (checks and stac patches)",
     ),
     # --- MPI-GE: hamocc and mpiom, each with a monthly 2d and a yearly monitoring stream --------
     Series(
-        "mpi-ge-hist0001-hamocc", "mpi-ge-hist0001", f"{MPI}/hamocc/*.nc", 6,
-        "scan", "inconsistent-sources",
-        (r"different variables", r"'co2flux'",
-         *_q("hist0001_hamocc_monitoring_ym_18500101_18501231.nc",
-             "hist0001_hamocc_data_2d_mm_18500101_18501231.nc")),
+        "mpi-ge-hist0001-hamocc",
+        "mpi-ge-hist0001",
+        f"{MPI}/hamocc/*.nc",
+        6,
+        "scan",
+        "inconsistent-sources",
+        (
+            r"different variables",
+            r"'co2flux'",
+            *_q(
+                "hist0001_hamocc_monitoring_ym_18500101_18501231.nc",
+                "hist0001_hamocc_data_2d_mm_18500101_18501231.nc",
+            ),
+        ),
         why="the folder mixes two streams: data_2d_mm (co2flux, caex90) and monitoring_ym "
         "(global_* time series)",
     ),
     Series(
-        "mpi-ge-hist0001-mpiom", "mpi-ge-hist0001", f"{MPI}/mpiom/*.nc", 6,
-        "scan", "inconsistent-sources",
-        (r"different variables", r"'sst'",
-         *_q("hist0001_mpiom_monitoring_ym_18500101_18501231.nc",
-             "hist0001_mpiom_data_2d_mm_18500101_18501231.nc")),
+        "mpi-ge-hist0001-mpiom",
+        "mpi-ge-hist0001",
+        f"{MPI}/mpiom/*.nc",
+        6,
+        "scan",
+        "inconsistent-sources",
+        (
+            r"different variables",
+            r"'sst'",
+            *_q(
+                "hist0001_mpiom_monitoring_ym_18500101_18501231.nc",
+                "hist0001_mpiom_data_2d_mm_18500101_18501231.nc",
+            ),
+        ),
         why="the folder mixes two streams: data_2d_mm (sst, bottom_pressure) and monitoring_ym",
     ),
     *[
         Series(
-            f"mpi-ge-hist0001-{model}-{stream}", "mpi-ge-hist0001",
-            f"{MPI}/{model}/hist0001_{model}_{stream}_*.nc", 3, "pass",
+            f"mpi-ge-hist0001-{model}-{stream}",
+            "mpi-ge-hist0001",
+            f"{MPI}/{model}/hist0001_{model}_{stream}_*.nc",
+            3,
+            "pass",
             why="one stream per project: time units are 'hours since <file start>' in every "
             "file, re-encoded exactly in the first file's units. FIX: validation reads the "
             "sources' time units from decoded attrs, where xarray no longer keeps them, and so "
@@ -181,41 +254,65 @@ SERIES: list[Series] = [
     ],
     # --- CMIP5 HadGEM2-ES tas: netCDF-3, 360_day, 2099-12 twice --------------------------------
     Series(
-        "cmip5-HadGEM2-ES-tas", "cmip5-HadGEM2-ES-tas", "*.nc", 13,
-        "scan", "inconsistent-sources",
-        (r"overlapping 'time'", r"2099-12-16",
-         *_q(f"{HAD}_208012-209912.nc", f"{HAD}_209912-212411.nc")),
+        "cmip5-HadGEM2-ES-tas",
+        "cmip5-HadGEM2-ES-tas",
+        "*.nc",
+        13,
+        "scan",
+        "inconsistent-sources",
+        (r"overlapping 'time'", r"2099-12-16", *_q(f"{HAD}_208012-209912.nc", f"{HAD}_209912-212411.nc")),
         why="both files hold 2099-12-16 (360_day), with different tas values: no exact product "
         "can hold the month once",
     ),
     Series(
-        "cmip5-HadGEM2-ES-tas-2005-2099", "cmip5-HadGEM2-ES-tas",
-        tuple(f"{HAD}_{s}-*.nc" for s in ("200512", "203012", "205512", "208012")), 4, "pass",
+        "cmip5-HadGEM2-ES-tas-2005-2099",
+        "cmip5-HadGEM2-ES-tas",
+        tuple(f"{HAD}_{s}-*.nc" for s in ("200512", "203012", "205512", "208012")),
+        4,
+        "pass",
         why="split at the overlap: 2005-12..2099-12, 1129 months",
     ),
     Series(
-        "cmip5-HadGEM2-ES-tas-2099-2299", "cmip5-HadGEM2-ES-tas",
-        (f"{HAD}_209912-*.nc", f"{HAD}_21[0-9][0-9]12-*.nc", f"{HAD}_22[0-9][0-9]12-*.nc"), 9,
+        "cmip5-HadGEM2-ES-tas-2099-2299",
+        "cmip5-HadGEM2-ES-tas",
+        (f"{HAD}_209912-*.nc", f"{HAD}_21[0-9][0-9]12-*.nc", f"{HAD}_22[0-9][0-9]12-*.nc"),
+        9,
         "pass",
         why="split at the overlap: 2099-12..2299-12 including the one-step last file",
     ),
     # --- GMET CONUS: 6 days from each of 3 years -------------------------------------------------
     Series(
-        "gmet-conus-daily", "gmet-conus-daily", "*.nc4", 3, "pass",
+        "gmet-conus-daily",
+        "gmet-conus-daily",
+        "*.nc4",
+        3,
+        "pass",
         why="gaps along time are legal; every chunk is small enough to be inlined",
     ),
     # --- cfapyx rain: the netCDF data files only (not the .nca CFA files) ------------------------
     Series(
-        "cfapyx-rain-synthetic", "cfapyx-rain-synthetic", "rain/*.nc", 10, "pass",
+        "cfapyx-rain-synthetic",
+        "cfapyx-rain-synthetic",
+        "rain/*.nc",
+        10,
+        "pass",
         why="10 contiguous float64 files of 2 daily steps, placed by time value",
     ),
     # --- PADOCC synthetic aggregations (the files are under data_creator/, data/ holds a report) --
     Series(
-        "padocc-1DAgg", "padocc-synthetic-aggs", "data_creator/1DAgg/*.nc", 8, "pass",
+        "padocc-1DAgg",
+        "padocc-synthetic-aggs",
+        "data_creator/1DAgg/*.nc",
+        8,
+        "pass",
         why="8 files along time (no units), identical lat/lon/lat_projection/height",
     ),
     Series(
-        "padocc-3DAgg", "padocc-synthetic-aggs", "data_creator/3DAgg/*.nc", 8, "pass",
+        "padocc-3DAgg",
+        "padocc-synthetic-aggs",
+        "data_creator/3DAgg/*.nc",
+        8,
+        "pass",
         # two files have no 'coordinates' attribute, so xarray cannot tell whether 'height'
         # is a coordinate when merging them: compare without decoding coordinates
         mfdataset={"decode_coords": False},
@@ -287,9 +384,13 @@ def _crosscheck(product_path: str, files: list[str], options: dict[str, Any]) ->
         **options,
     }
     with (
-        xr.open_dataset(product_path, engine="kerchunk",
-                        storage_options={"remote_protocol": "file"},
-                        decode_times=coder, decode_timedelta=False) as prod,
+        xr.open_dataset(
+            product_path,
+            engine="kerchunk",
+            storage_options={"remote_protocol": "file"},
+            decode_times=coder,
+            decode_timedelta=False,
+        ) as prod,
         xr.open_mfdataset(sorted(files), **kw) as ref,
     ):
         assert set(prod.variables) == set(ref.variables)
@@ -369,8 +470,9 @@ def _why_esacci(d: Path) -> None:
         assert not np.array_equal(r1, r2)
         t0 = np.asarray(b["t0"][:])
         valid = t0[t0 != b["t0"]._FillValue]
-        assert valid.size and np.all((valid > r1[1]) | (valid < r1[0])), \
+        assert valid.size and np.all((valid > r1[1]) | (valid < r1[0])), (
             "day 2's observation times would all be masked by day 1's valid_range"
+        )
 
 
 def _shf(path: Path) -> tuple[list[int], bool]:
@@ -402,16 +504,20 @@ def _why_cesm_multi(d: Path) -> None:
     po4 = names[f"{MULTI}.SHF-NO2-PO4.050001-050012.nc"]
     assert o2 - po4 == {"O2"} and po4 - o2 == {"PO4"}
     # and the shared variables repeat for the same months (a merge, not a concatenation)
-    with _nc(d / f"{MULTI}.SHF-NO2-O2.050001-050012.nc") as a, \
-            _nc(d / f"{MULTI}.SHF-NO2-PO4.050001-050012.nc") as b:
+    with (
+        _nc(d / f"{MULTI}.SHF-NO2-O2.050001-050012.nc") as a,
+        _nc(d / f"{MULTI}.SHF-NO2-PO4.050001-050012.nc") as b,
+    ):
         assert np.array_equal(a["time"][:], b["time"][:])
 
 
 def _why_mpi(model: str, var: str) -> Callable[[Path], None]:
     def check(d: Path) -> None:
         folder = d / MPI / model
-        with _nc(folder / f"hist0001_{model}_data_2d_mm_18500101_18501231.nc") as a, \
-                _nc(folder / f"hist0001_{model}_monitoring_ym_18500101_18501231.nc") as b:
+        with (
+            _nc(folder / f"hist0001_{model}_data_2d_mm_18500101_18501231.nc") as a,
+            _nc(folder / f"hist0001_{model}_monitoring_ym_18500101_18501231.nc") as b,
+        ):
             assert var in a.variables and var not in b.variables
             assert set(a.variables) != set(b.variables)
 

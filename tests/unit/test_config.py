@@ -60,13 +60,15 @@ def test_not_yaml_and_missing_file(tmp_path):
 
 def test_duplicate_project_ids(write_group):
     with pytest.raises(ConfigError, match="appears twice"):
-        load_group(write_group("""
+        load_group(
+            write_group("""
 group: g
 work_dir: w
 projects:
   - {id: p, sources: {glob: a}}
   - {id: p, sources: {glob: b}}
-"""))
+""")
+        )
 
 
 def test_models_are_frozen(write_group):
@@ -76,7 +78,8 @@ def test_models_are_frozen(write_group):
 
 
 def test_precedence_pipeline_defaults_project(write_group):
-    g = load_group(write_group("""
+    g = load_group(
+        write_group("""
 group: g
 work_dir: w
 pipeline: kerchunk-sampled
@@ -90,7 +93,8 @@ projects:
     sources: {glob: x}
     product: {layout: json}
     validation: {mode: full}
-"""))
+""")
+    )
     a, b = g.projects["a"], g.projects["b"]
     assert a.product.layout == "parquet" and a.product.parquet_threshold_mb == 5
     assert a.validation.mode == "sampled" and a.concat_dims == ["time"]
@@ -99,8 +103,10 @@ projects:
 
 
 def test_unknown_pipeline_lists_known(write_group):
-    with pytest.raises(ConfigError, match="no pipeline named 'nope'.*kerchunk"):
-        load_group(write_group("group: g\nwork_dir: w\npipeline: nope\nprojects: [{id: p, sources: {glob: x}}]\n"))
+    with pytest.raises(ConfigError, match=r"no pipeline named 'nope'.*kerchunk"):
+        load_group(
+            write_group("group: g\nwork_dir: w\npipeline: nope\nprojects: [{id: p, sources: {glob: x}}]\n")
+        )
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
@@ -119,7 +125,8 @@ def test_discover_makes_one_project_per_directory(tmp_path, write_group):
         d.mkdir(parents=True)
         (d / "x_2000.nc").write_bytes(b"")
     (tmp_path / "archive" / "C" / "empty").mkdir(parents=True)
-    g = load_group(write_group("""
+    g = load_group(
+        write_group("""
 group: g
 work_dir: w
 discover:
@@ -127,10 +134,13 @@ discover:
     pattern: "*/*"
     id: "{0}-{1}"
     options: {concat_dims: [time]}
-"""))
+""")
+    )
     assert sorted(g.projects) == ["A-r1", "A-r2", "B-r1"]
     assert g.projects["A-r1"].concat_dims == ["time"]
-    assert expand_sources(g.projects["B-r1"].sources, g.base_dir) == [str(tmp_path / "archive/B/r1/x_2000.nc")]
+    assert expand_sources(g.projects["B-r1"].sources, g.base_dir) == [
+        str(tmp_path / "archive/B/r1/x_2000.nc")
+    ]
 
 
 def test_sources_forms(tmp_path):
@@ -139,5 +149,8 @@ def test_sources_forms(tmp_path):
     (tmp_path / "list.txt").write_text("# files\nb.nc\na.nc\n\n")
     assert expand_sources(Sources(glob="*.nc"), tmp_path) == [str(tmp_path / "a.nc"), str(tmp_path / "b.nc")]
     assert expand_sources(Sources(files=["b.nc"]), tmp_path) == [str(tmp_path / "b.nc")]
-    assert expand_sources(Sources(list_file="list.txt"), tmp_path) == [str(tmp_path / "b.nc"), str(tmp_path / "a.nc")]
+    assert expand_sources(Sources(list_file="list.txt"), tmp_path) == [
+        str(tmp_path / "b.nc"),
+        str(tmp_path / "a.nc"),
+    ]
     assert expand_sources(Sources(files=[f"file://{tmp_path}/a.nc"]), tmp_path) == [str(tmp_path / "a.nc")]

@@ -34,6 +34,25 @@ def chunk_key(index: tuple[int, ...]) -> str:
     return ".".join(str(i) for i in index) if index else "0"
 
 
+def zarray_document(var: VariableScan | AggVariable) -> dict[str, Any]:
+    """Zarr v2 ``.zarray`` of a variable (filters only, no compressor, C order)."""
+    return {
+        "chunks": list(var.chunks),
+        "compressor": None,
+        "dtype": var.dtype,
+        "fill_value": var.fill_value,
+        "filters": var.filters or None,
+        "order": "C",
+        "shape": list(var.shape),
+        "zarr_format": 2,
+    }
+
+
+def zattrs_document(var: VariableScan | AggVariable) -> dict[str, Any]:
+    """Zarr v2 ``.zattrs`` of a variable, with xarray's ``_ARRAY_DIMENSIONS``."""
+    return {**var.attrs, "_ARRAY_DIMENSIONS": list(var.dims)}
+
+
 @dataclass
 class VariableScan:
     """One variable of one file, as Zarr v2 metadata plus its chunk table.
@@ -88,20 +107,11 @@ class VariableScan:
 
     def zarray(self) -> dict[str, Any]:
         """The ``.zarray`` document."""
-        return {
-            "chunks": list(self.chunks),
-            "compressor": None,
-            "dtype": self.dtype,
-            "fill_value": self.fill_value,
-            "filters": self.filters or None,
-            "order": "C",
-            "shape": list(self.shape),
-            "zarr_format": 2,
-        }
+        return zarray_document(self)
 
     def zattrs(self) -> dict[str, Any]:
         """The ``.zattrs`` document, with xarray's ``_ARRAY_DIMENSIONS``."""
-        return {**self.attrs, "_ARRAY_DIMENSIONS": list(self.dims)}
+        return zattrs_document(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,19 +213,10 @@ class AggVariable:
         return chunk_grid(self.shape, self.chunks)
 
     def zarray(self) -> dict[str, Any]:
-        return {
-            "chunks": list(self.chunks),
-            "compressor": None,
-            "dtype": self.dtype,
-            "fill_value": self.fill_value,
-            "filters": self.filters or None,
-            "order": "C",
-            "shape": list(self.shape),
-            "zarr_format": 2,
-        }
+        return zarray_document(self)
 
     def zattrs(self) -> dict[str, Any]:
-        return {**self.attrs, "_ARRAY_DIMENSIONS": list(self.dims)}
+        return zattrs_document(self)
 
     def n_refs(self) -> int:
         return int(np.count_nonzero(self.url_index >= 0)) + len(self.inline)

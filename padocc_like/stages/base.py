@@ -114,19 +114,13 @@ def run_phase(
         lock = project_lock(paths)
         lock.__enter__()
     except StateLockedError as err:
-        return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
+        return _refused(project.id, phase, err)
     try:
         state = load_state(paths)
         if state is None:
             if phase is not Phase.INIT:
                 err = PhaseOrderError(f"project {project.id!r} has not been initialised; run init first")
-                return PhaseOutcome(
-                    project.id,
-                    str(phase),
-                    str(Status.FAILED),
-                    err.message,
-                    error_kind=str(err.kind),
-                )
+                return _refused(project.id, phase, err)
             state = new_state(project.id, ctx.group_id)
         for needed in phase.requires:
             if state["phases"][str(needed)]["status"] != Status.DONE:
@@ -134,13 +128,7 @@ def run_phase(
                     f"project {project.id!r}: {phase} needs {needed} to have succeeded "
                     f"(it is {state['phases'][str(needed)]['status']})"
                 )
-                return PhaseOutcome(
-                    project.id,
-                    str(phase),
-                    str(Status.FAILED),
-                    err.message,
-                    error_kind=str(err.kind),
-                )
+                return _refused(project.id, phase, err)
 
         record = state["phases"][str(phase)]
         expected = fingerprint(project, paths, state)
@@ -202,6 +190,11 @@ def run_phase(
         return PhaseOutcome(project.id, str(phase), str(Status.DONE), out.message, duration_s=duration)
     finally:
         lock.__exit__(None, None, None)
+
+
+def _refused(project_id: str, phase: Phase, err: PadoccLikeError) -> PhaseOutcome:
+    """A phase that did not start (nothing is written to state)."""
+    return PhaseOutcome(project_id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))
 
 
 def _finish_failed(

@@ -21,6 +21,7 @@ class ErrorKind(StrEnum):
     SOURCE_NOT_FOUND = "source-not-found"
     SOURCES_CHANGED = "sources-changed"
     NO_SOURCES = "no-sources"
+    SOURCE = "source"
     UNSUPPORTED_FORMAT = "unsupported-format"
     CORRUPT_FILE = "corrupt-file"
     UNSUPPORTED_FEATURE = "unsupported-feature"
@@ -65,6 +66,8 @@ class UnknownPluginError(ConfigError):
 # --- sources: the input set is wrong -----------------------------------------
 class SourceError(PadoccLikeError):
     """The input set of a project is unusable."""
+
+    kind = ErrorKind.SOURCE
 
 
 class SourceNotFoundError(SourceError, FileNotFoundError):

@@ -240,7 +240,8 @@ def expand_sources(sources: Sources, base_dir: Path) -> list[str]:
             lines = lf.read_text().splitlines()
         except FileNotFoundError as err:
             raise ConfigError(f"list file {lf} not found") from err
-        return [absolute(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+        entries = (line.strip() for line in lines)
+        return [absolute(e) for e in entries if e and not e.startswith("#")]
     patterns = [sources.glob] if isinstance(sources.glob, str) else list(sources.glob or [])
     found: set[str] = set()
     for pattern in patterns:

@@ -27,7 +27,9 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, use_attribute_docstrings=True
+    )
 
 
 # --- sources -----------------------------------------------------------------
@@ -65,7 +67,9 @@ class Attributes(_Model):
     global_: AttributeEdits = Field(default_factory=AttributeEdits, alias="global")
     variables: dict[str, AttributeEdits] = Field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
 
 class Variables(_Model):
@@ -95,7 +99,8 @@ class ScanOptions(_Model):
 class ValidationOptions(_Model):
     mode: ValidationMode = ValidationMode.FULL
     sample_fraction: float = Field(0.1, gt=0, le=1)
-    """In ``sampled`` mode: the fraction of each variable's chunks compared (at least one per file)."""
+    """In ``sampled`` mode: the fraction of each file's steps along the first concatenation
+    dimension that is compared (at least one step per file)."""
     allow_attribute_differences: list[str] = Field(default_factory=list)
     """Attribute names (``name`` for global, ``var:name`` per variable) whose difference is allowed."""
 

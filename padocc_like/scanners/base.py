@@ -14,6 +14,7 @@ and the problem. It never drops a variable silently.
 from __future__ import annotations
 
 import importlib
+import warnings
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -83,8 +84,16 @@ def read_head(path: str, n: int = SNIFF_BYTES) -> bytes:
 def scanner_for(path: str, head: bytes | None = None) -> type[Scanner]:
     """The scanner class whose ``sniff`` accepts the file's first bytes."""
     head = read_head(path) if head is None else head
-    for target in available_scanners().values():
-        cls = _load(target)
+    for name, target in available_scanners().items():
+        try:
+            cls = _load(target)
+        except Exception as err:  # a broken third-party plugin must not stop every scan
+            if name in _BUILTIN:
+                raise
+            warnings.warn(
+                f"scanner plugin {name!r} ({target}) failed to load: {err}", RuntimeWarning, stacklevel=2
+            )
+            continue
         if cls.sniff(head):
             return cls
     if head.startswith(HDF4_SIGNATURE):

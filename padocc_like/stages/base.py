@@ -122,6 +122,12 @@ def run_phase(
                 err = PhaseOrderError(f"project {project.id!r} has not been initialised; run init first")
                 return _refused(project.id, phase, err)
             state = new_state(project.id, ctx.group_id)
+        if phase is not Phase.INIT and state.get("config_sha256") != config_digest(project):
+            err = PhaseOrderError(
+                f"project {project.id!r}: its configuration changed since init (the group, pipeline "
+                "or profile file was edited); run init to take the new configuration"
+            )
+            return _refused(project.id, phase, err)
         for needed in phase.requires:
             if state["phases"][str(needed)]["status"] != Status.DONE:
                 err = PhaseOrderError(

@@ -54,6 +54,12 @@ def catalog_stage(
 ) -> StageOutput:
     from ..catalog.stac import build_item, summarise_dataset, validate_stac
 
+    if not project.catalog.enabled:
+        (paths.catalog / "item.json").unlink(missing_ok=True)
+        return StageOutput(
+            message="catalog disabled by the pipeline",
+            fingerprint=catalog_fingerprint(project, paths, state) or "",
+        )
     product = current_product(state)
     if product is None or product.get("status") != "valid":
         raise CatalogError(

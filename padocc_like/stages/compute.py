@@ -13,10 +13,11 @@ from ..references.combine import combine
 from ..references.model import Aggregate
 from ..sources import verify_manifest
 from ..state.store import ProjectPaths, current_product, reset_downstream, save_state
-from ..types import Phase, ProductKind
+from ..types import Phase
+from ..writers.base import get_writer
 from .base import RunContext, StageOutput, digest
 from .files import scan_entries
-from .scan import combine_options, kerchunk_writer
+from .scan import combine_options
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ def compute_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: di
 def compute_stage(
     project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
 ) -> StageOutput:
-    if project.product.kind is not ProductKind.KERCHUNK:
-        raise AggregationError(f"product kind {project.product.kind!s} is not available yet")
+    get_writer(project.product.kind)  # an unknown kind fails before any work
     manifest = read_json(paths.manifest)
     verify_manifest(manifest)
     scans = scan_entries(manifest["files"], project.inline_threshold, paths.file_cache, ctx.workers)
@@ -60,7 +60,7 @@ def compute_stage(
     if missing:  # the combiner places every file; this guards against regressions
         raise AggregationError(f"{len(missing)} manifest files are not in the product, e.g. {missing[0]}")
     apply_attribute_edits(aggregate, project.attributes)
-    writer = kerchunk_writer(project)
+    writer = get_writer(project.product.kind, project.product)
     layout = writer.layout_for(aggregate)
     out_dir = paths.products / str(project.product.kind)
     remove_partials(out_dir)
@@ -74,6 +74,7 @@ def compute_stage(
         "n_files": len(aggregate.urls),
         "concat_dims": list(aggregate.concat_dims),
         "notes": aggregate.notes,
+        "manifest_sha256": state.get("manifest_sha256"),
     }
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     state["current_product"] = revision

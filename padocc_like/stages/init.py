@@ -8,23 +8,33 @@ from typing import Any
 from .._io import atomic_write_json, read_json
 from ..config.load import expand_sources
 from ..config.models import ResolvedProject
-from ..errors import SourcesChangedError
+from ..errors import PadoccLikeError, SourcesChangedError
 from ..sources import build_manifest
 from ..state.store import ProjectPaths, reset_downstream
 from ..types import Phase
 from .base import RunContext, StageOutput, config_digest, digest
 
 
+def current_manifest(project: ResolvedProject) -> dict[str, Any]:
+    """The manifest the project's sources resolve to right now."""
+    files = expand_sources(project.sources, Path(project.base_dir))
+    return build_manifest(project.id, files, project.sources.model_dump(exclude_none=True))
+
+
 def init_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
-    # init is a no-op while the configuration is unchanged (the manifest is immutable)
-    return digest("init", config_digest(project))
+    """Init is a no-op while the configuration and the files the sources resolve to are unchanged."""
+    try:
+        manifest = current_manifest(project)
+    except PadoccLikeError:
+        return None  # let the stage run and report the problem
+    return digest("init", config_digest(project), manifest["sha256"])
 
 
 def init_stage(
     project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
 ) -> StageOutput:
-    files = expand_sources(project.sources, Path(project.base_dir))
-    manifest = build_manifest(project.id, files, project.sources.model_dump(exclude_none=True))
+    manifest = current_manifest(project)
+    changed_files = False
     if paths.manifest.exists():
         old = read_json(paths.manifest)
         if old["sha256"] != manifest["sha256"] and not ctx.force:
@@ -37,14 +47,22 @@ def init_stage(
             )
         if old["sha256"] == manifest["sha256"]:
             manifest = old  # keep the original manifest byte for byte
+        else:
+            changed_files = True
+    if changed_files:
+        # the current product describes other files: it is no longer current, nor catalogued
+        state["current_product"] = None
+        (paths.catalog / "item.json").unlink(missing_ok=True)
+    config_changed = state.get("config_sha256") != config_digest(project)
     atomic_write_json(paths.manifest, manifest)
     atomic_write_json(paths.config, project.model_dump(mode="json"))
     state["manifest_sha256"] = manifest["sha256"]
     state["config_sha256"] = config_digest(project)
-    reset_downstream(state, Phase.INIT)
+    if changed_files or config_changed:
+        reset_downstream(state, Phase.INIT)
     total = sum(f["size"] for f in manifest["files"])
     return StageOutput(
         message=f"{len(manifest['files'])} files, {total / 1e6:.1f} MB",
-        fingerprint=digest("init", config_digest(project)),
+        fingerprint=digest("init", config_digest(project), manifest["sha256"]),
         details={"n_files": len(manifest["files"]), "bytes": total},
     )

@@ -35,11 +35,7 @@ def combine_options(project: ResolvedProject) -> CombineOptions:
 
 
 def kerchunk_writer(project: ResolvedProject) -> KerchunkWriter:
-    return KerchunkWriter(
-        parquet_threshold_bytes=int(project.product.parquet_threshold_mb * (1 << 20)),
-        record_size=project.product.record_size,
-        layout=project.product.layout,
-    )
+    return KerchunkWriter.from_options(project.product)
 
 
 def scan_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ from ..types import PHASE_ORDER, Phase, Status
 
 STATE_FORMAT = "padocc-like/project-state"
 STATE_VERSION = 1
-GROUP_MARKER = "padocc-like-group.json"
 HISTORY_LIMIT = 1000
+LOCK_ATTEMPTS = 25
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,17 @@ def project_lock(paths: ProjectPaths) -> Iterator[None]:
     paths.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise StateLockedError(
-                f"project {paths.root.name!r} is being processed by another run (lock {paths.lock})"
-            ) from err
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as err:
+                # a moment's wait rides out `status` probing the lock (is_locked)
+                if attempt == LOCK_ATTEMPTS - 1:
+                    raise StateLockedError(
+                        f"project {paths.root.name!r} is being processed by another run (lock {paths.lock})"
+                    ) from err
+                time.sleep(0.02)
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         yield

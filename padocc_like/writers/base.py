@@ -47,6 +47,11 @@ class Writer(Protocol):
 
     kind: ClassVar[ProductKind]
 
+    @classmethod
+    def from_options(cls, options: Any) -> Writer:
+        """Build the writer from the project's ``product`` options (``ProductOptions``)."""
+        ...
+
     def layout_for(self, aggregate: Aggregate) -> str:
         """The on-disk layout this aggregate gets (e.g. ``json`` or ``parquet``)."""
         ...
@@ -67,8 +72,8 @@ class Writer(Protocol):
 _BUILTIN = {ProductKind.KERCHUNK: "padocc_like.writers.kerchunk:KerchunkWriter"}
 
 
-def get_writer(kind: ProductKind | str, **options: Any) -> Writer:
-    """Instantiate the writer for ``kind`` with its options."""
+def get_writer(kind: ProductKind | str, options: Any = None) -> Writer:
+    """The writer for ``kind``, built from the project's ``product`` options (defaults if None)."""
     targets: dict[str, str] = {str(k): v for k, v in _BUILTIN.items()}
     for ep in entry_points(group="padocc_like.writers"):
         targets.setdefault(ep.name, ep.value)
@@ -77,4 +82,5 @@ def get_writer(kind: ProductKind | str, **options: Any) -> Writer:
             f"no writer for product kind {str(kind)!r}; installed: {', '.join(sorted(targets))}"
         )
     module, _, attr = targets[str(kind)].partition(":")
-    return getattr(importlib.import_module(module), attr)(**options)
+    cls = getattr(importlib.import_module(module), attr)
+    return cls() if options is None else cls.from_options(options)

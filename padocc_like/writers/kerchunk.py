@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._io import atomic_directory, atomic_write_bytes, sha256_file, utc_now
+from .._io import atomic_directory, atomic_write_bytes, sha256_file, sha256_tree, utc_now
 from ..errors import ProductError
 from ..references.model import Aggregate, chunk_key
 from ..types import ProductKind
@@ -76,6 +76,15 @@ class KerchunkWriter:
         self.record_size = record_size
         self.layout = layout
 
+    @classmethod
+    def from_options(cls, options: Any) -> KerchunkWriter:
+        """From ``ProductOptions`` (layout, parquet_threshold_mb, record_size)."""
+        return cls(
+            parquet_threshold_bytes=int(options.parquet_threshold_mb * (1 << 20)),
+            record_size=options.record_size,
+            layout=options.layout,
+        )
+
     @staticmethod
     def estimate_json_bytes(n_refs: int, inline_bytes: int) -> int:
         return n_refs * JSON_BYTES_PER_REF + inline_bytes * 4 // 3
@@ -102,7 +111,7 @@ class KerchunkWriter:
         elif layout == "parquet":
             self._write_parquet(refs, target)
             size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-            digest = sha256_file(target / ".zmetadata")
+            digest = sha256_tree(target)
             media = "application/vnd.apache.parquet"
         else:
             raise ProductError(f"unknown kerchunk layout {layout!r}")
@@ -125,7 +134,7 @@ class KerchunkWriter:
             from fsspec.implementations.reference import LazyReferenceMapper
         except ImportError as err:  # pragma: no cover - depends on extras
             raise ProductError(
-                "Parquet references need the 'parquet' extra (fsspec, pandas, pyarrow)"
+                "Parquet references need the 'parquet' extra (fsspec, pandas, fastparquet)"
             ) from err
         with atomic_directory(target) as tmp:
             fs = fsspec.filesystem("file")

@@ -130,15 +130,51 @@ def test_changed_sources_are_detected(tmp_path, archive, write_group):
 def test_removed_file_is_detected_and_new_files_need_force(tmp_path, archive, write_group):
     paths = archive(n_files=3)
     path = write_group(group_yaml(tmp_path))
-    g = api.open_group(path)
-    api.run(g, ["init"])
+    g, outs = run_all(path)
+    assert all(o.status == "done" for o in outs)
     paths[2].unlink()
-    out = api.run(g, ["scan"])[0]
+    out = api.run(g, ["scan"], force=True)[0]
     assert out.error_kind == "sources-changed" and "removed" in out.message
-    out = api.run(g, ["init"], force=False)[0]
-    assert out.skipped  # config unchanged: init is a no-op, the manifest is immutable
+    # init notices the file set changed and refuses to replace the immutable manifest
+    out = api.run(g, ["init"])[0]
+    assert out.status == "failed" and out.error_kind == "sources-changed"
+    assert "1 removed" in out.message and "--force" in out.message
     out = api.run(g, ["init"], force=True)[0]
     assert out.status == "done" and "2 files" in out.message
+    # the old product describes other files: no longer current, not catalogued
+    row = api.status(g)[0]
+    assert row["product"] is None and row["state"] == "pending"
+    assert not (g.work_dir / "projects/p1/catalog/item.json").exists()
+    outs = api.run(g, ALL)
+    assert all(o.status == "done" for o in outs if not o.skipped)
+    assert api.status(g)[0]["product"]["revision"] == 2
+
+
+def test_config_edit_after_init_is_noticed(tmp_path, archive, write_group):
+    archive(n_files=2)
+    path = write_group(group_yaml(tmp_path))
+    g, _ = run_all(path)
+    edited = group_yaml(tmp_path, project_extra="    attributes: {global: {set: {title: Edited}}}\n")
+    path.write_text(edited)
+    g = api.open_group(path)
+    out = api.run(g, ["compute"])[0]
+    assert out.status == "failed" and "configuration changed since init" in out.message
+    outs = api.run(g, ALL)  # run re-initialises, then recomputes with the new configuration
+    assert all(o.status == "done" and not o.skipped for o in outs[1:]), outs
+    ds = xr.open_dataset(
+        api.status(g)[0]["product"]["path"], engine="kerchunk", storage_options={"remote_protocol": "file"}
+    )
+    assert ds.attrs["title"] == "Edited"
+
+
+def test_unknown_product_kind_fails_clearly(tmp_path, archive, write_group):
+    archive(n_files=2)
+    path = write_group(group_yaml(tmp_path, project_extra="    product: {kind: zarr}\n"))
+    g = api.open_group(path)
+    outs = api.run(g, ["init", "scan", "compute"])
+    compute = outs[-1]
+    assert compute.status == "failed" and compute.error_kind == "unknown-plugin"
+    assert "no writer for product kind 'zarr'" in compute.message
 
 
 def test_a_failed_project_does_not_stop_others(tmp_path, archive, write_group):

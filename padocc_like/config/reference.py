@@ -6,28 +6,26 @@ Regenerate the page after changing :mod:`padocc_like.config.models`::
 
 ``tests/unit/test_docs.py`` fails when the page and this output differ.
 
-A field's description is, in order of preference: its pydantic ``description``;
-the attribute docstring written under it in ``models.py`` (read with :mod:`ast`,
-because the models do not set ``use_attribute_docstrings``); the text in
-:data:`FIELD_NOTES`. :data:`FIELD_EXTRA` appends facts that the code enforces
-but no docstring states. This module imports only pydantic and the standard
-library, so it stays cheap to import.
+A field's description is its pydantic ``description``: the models set
+``use_attribute_docstrings``, so the docstring written under a field in
+``models.py`` is that description. :data:`FIELD_NOTES` describes the fields that
+have no docstring yet; a note for a field that has one is an error, so the
+docstring is the one place to change. :data:`FIELD_EXTRA` appends facts that
+the code enforces but no docstring states. This module imports only pydantic
+and the standard library, so it stays cheap to import.
 """
 
 from __future__ import annotations
 
-import ast
 import inspect
 import json
 import types
 from enum import Enum
-from itertools import pairwise
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from . import models
 from .models import (
     ID_PATTERN,
     AttributeEdits,
@@ -46,7 +44,7 @@ from .models import (
     Variables,
 )
 
-__all__ = ["MODELS", "field_description", "main", "render_reference"]
+__all__ = ["FIELD_NOTES", "MODELS", "field_description", "main", "render_reference", "undocumented_fields"]
 
 MODELS: tuple[type[BaseModel], ...] = (
     GroupConfig,
@@ -101,9 +99,10 @@ FIELD_NOTES: dict[str, str] = {
     ),
     "Sources.files": "Explicit list of file paths.",
     "Sources.list_file": (
-        "A text file with one path per line; blank lines and lines starting with `#` are "
-        "skipped. Relative paths in it are relative to the group file's directory, not to "
-        "the list file's."
+        "A text file with one path per line; surrounding whitespace is stripped, and blank "
+        "lines and lines whose first non-blank character is `#` are skipped. Relative paths in "
+        "it are relative to the group file's directory, not to the list file's. A missing list "
+        "file makes init fail with `config`."
     ),
     # attribute edits
     "AttributeEdits.set": "Attributes to set on the product (they win over the sources' values).",
@@ -125,8 +124,10 @@ FIELD_NOTES: dict[str, str] = {
     "Variables.drop": "Variables to drop (applied after `keep`).",
     # product
     "ProductOptions.kind": (
-        "Product kind. Only `kerchunk` is implemented; `cfa` and `zarr` are accepted here but "
-        "compute fails with 'not available yet'."
+        "Product kind. Only `kerchunk` has a writer; `cfa` and `zarr` are accepted here, but "
+        "compute then fails with `unknown-plugin` unless a writer for the kind is installed "
+        "(entry-point group `padocc_like.writers`). Scan's estimates are Kerchunk's whatever "
+        "the kind."
     ),
     "ProductOptions.layout": (
         "Kerchunk layout: `json`, `parquet`, or `auto` (Parquet when the estimated JSON size "
@@ -139,9 +140,11 @@ FIELD_NOTES: dict[str, str] = {
     ),
     # catalog
     "CatalogOptions.enabled": (
-        "Write the group's STAC Collection (`<work_dir>/catalog/collection.json`) after the "
-        "catalog phase. The per-project catalog phase runs whenever `catalog` is in `phases`; "
-        "this key does not stop it."
+        "`true`: the catalog phase writes each project's STAC item, and a run that includes "
+        "`catalog` then rebuilds the group's Collection (`<work_dir>/catalog/collection.json`). "
+        "`false`: the catalog phase writes nothing, removes an existing `catalog/item.json` "
+        "and reports 'catalog disabled by the pipeline'; the Collection is not rebuilt (an "
+        "existing one is left as it is)."
     ),
     "CatalogOptions.collection_id": "STAC Collection id; default: the group id.",
     "CatalogOptions.description": (
@@ -212,16 +215,19 @@ FIELD_NOTES: dict[str, str] = {
     "GroupConfig.projects": "Projects listed one by one.",
     "GroupConfig.discover": "Rules that make one project per matching directory.",
 }
-"""Descriptions of fields that have no docstring in ``models.py``."""
+"""Descriptions of the fields that have no docstring in ``models.py`` (yet).
+
+Move a note into ``models.py`` as the field's docstring and delete it here:
+:func:`render_reference` refuses a note for a field that has a description.
+"""
 
 FIELD_EXTRA: dict[str, str] = {
     "DiscoverConfig.pattern": (
         "Only directories holding at least one file that matches `files` become projects."
     ),
     "ValidationOptions.sample_fraction": (
-        "Precisely: the sample is taken along the first concatenation dimension: `max(1, ceil(n * "
-        "sample_fraction))` evenly spaced steps of each file's `n` steps; other dimensions, and "
-        "variables without that dimension, are compared in full."
+        "A file with `n` steps gets `max(1, ceil(n * sample_fraction))` evenly spaced steps; "
+        "other dimensions, and variables without that dimension, are compared in full."
     ),
 }
 """Facts appended to a field's description (enforced by code outside the models)."""
@@ -264,9 +270,17 @@ pipeline  <  group `defaults`  <  discover entry `options`  <  the project itsel
   `catalog_properties`.
 * `inline_threshold` and `materialize_limit_mb` come from the profile only.
 
-`init` writes the resolved project to `config.json` in the project's directory
-(see [spec-state.md](spec-state.md)). Run `init` (or `run`) after editing a group file:
-the later phases' up-to-date checks use the configuration recorded by the last `init`.
+`init` writes the resolved project to `config.json` in the project's directory and
+records its digest (see [spec-state.md](spec-state.md)). After an edit that changes a
+project's resolved configuration (any key that reaches `config.json`, in the group,
+pipeline or profile file), every phase but `init` refuses to run for that project
+(`phase-order`: "its configuration changed since init") until `init` runs again.
+Upgrading padocc-like has the same effect, because the digest includes its version.
+`padocc-like run` starts with `init` (unless `--phases` leaves it out), so it takes the
+edit and redoes the later phases.
+Keys that do not reach `config.json` (the group's `description` and `work_dir`,
+pipeline and profile `name` and `description`, the profile's `workers` and
+`log_level`) never cause this.
 
 ## Paths
 
@@ -334,28 +348,6 @@ discover:
 """
 
 
-def _docstrings() -> dict[str, dict[str, str]]:
-    """Attribute docstrings of every class in ``models.py``: class -> field -> text."""
-    tree = ast.parse(inspect.getsource(models))
-    out: dict[str, dict[str, str]] = {}
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        docs: dict[str, str] = {}
-        body = node.body
-        for stmt, nxt in pairwise(body):
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
-        out[node.name] = docs
-    return out
-
-
 def _defining_class(model: type[BaseModel], name: str) -> type[BaseModel]:
     for cls in model.__mro__:
         if name in getattr(cls, "__annotations__", {}):
@@ -363,13 +355,12 @@ def _defining_class(model: type[BaseModel], name: str) -> type[BaseModel]:
     return model
 
 
-def field_description(model: type[BaseModel], name: str, docs: dict[str, dict[str, str]]) -> str:
-    """The description of one field (see the module docstring for the sources used)."""
+def field_description(model: type[BaseModel], name: str) -> str:
+    """The description of one field: its docstring, else its note (module docstring)."""
     owner = _defining_class(model, name).__name__
     info = model.model_fields[name]
     text = (
         info.description
-        or docs.get(owner, {}).get(name)
         or FIELD_NOTES.get(f"{owner}.{name}")
         or FIELD_NOTES.get(f"{model.__name__}.{name}", "")
     )
@@ -488,14 +479,30 @@ def _used_in() -> dict[str, list[str]]:
     return used
 
 
+def undocumented_fields() -> list[str]:
+    """``Model.field`` of every documented field that has no docstring (its text is a note)."""
+    out: set[str] = set()
+    for model in MODELS:
+        for name, info in model.model_fields.items():
+            if not info.description:
+                out.add(f"{_defining_class(model, name).__name__}.{name}")
+    return sorted(out)
+
+
 def _check_notes() -> None:
     fields = {f"{m.__name__}.{n}" for m in MODELS for n in m.model_fields}
     stale = sorted((set(FIELD_NOTES) | set(FIELD_EXTRA)) - fields)
     if stale:
         raise ValueError(f"reference notes name fields the models do not have: {stale}")
+    described = {
+        f"{m.__name__}.{n}" for m in MODELS for n, info in m.model_fields.items() if info.description
+    }
+    shadowed = sorted(set(FIELD_NOTES) & described)
+    if shadowed:
+        raise ValueError(f"FIELD_NOTES entries for fields that have a docstring (delete them): {shadowed}")
 
 
-def render_model(model: type[BaseModel], docs: dict[str, dict[str, str]], used: list[str]) -> str:
+def render_model(model: type[BaseModel], used: list[str]) -> str:
     """One model's section: what it is, where it appears, and a table of its keys."""
     lines = [f"## {model.__name__}", ""]
     doc = model.__dict__.get("__doc__")
@@ -512,7 +519,7 @@ def render_model(model: type[BaseModel], docs: dict[str, dict[str, str]], used: 
     for name in _own_fields(model):
         info = model.model_fields[name]
         key = info.alias or name
-        desc = field_description(model, name, docs)
+        desc = field_description(model, name)
         if info.alias and info.alias != name:
             desc = f"{desc} (YAML key `{info.alias}`; Python attribute `{name}`.)".strip()
         row = [f"`{key}`", _field_type(info), _default(info), desc]
@@ -523,9 +530,8 @@ def render_model(model: type[BaseModel], docs: dict[str, dict[str, str]], used: 
 def render_reference() -> str:
     """The whole YAML reference page, as Markdown."""
     _check_notes()
-    docs = _docstrings()
     used = _used_in()
-    sections = [render_model(m, docs, used.get(m.__name__, [])) for m in MODELS]
+    sections = [render_model(m, used.get(m.__name__, [])) for m in MODELS]
     return INTRO.format(id_pattern=ID_PATTERN) + "\n".join(sections)
 
 

@@ -187,6 +187,11 @@ def _decode_times(values: list[Any], units: str, calendar: str, url: str, dim: s
 def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]) -> _Axis:
     """Group files into blocks along ``dim`` and order the blocks by decoded coordinate."""
     notes: list[str] = []
+    # order by the coordinate even when keep/drop leaves it out of the product
+    selected = [
+        {**sel, dim: s.variables[dim]} if dim in s.variables else sel
+        for s, sel in zip(scans, selected, strict=True)
+    ]
     has_coord = [dim in s.coords and dim in sel for s, sel in zip(scans, selected, strict=True)]
     if not any(has_coord):
         # no coordinate variable: keep the manifest order, one block per file
@@ -253,7 +258,16 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             if not (all(diffs) or not any(diffs)) or any(key[i + 1] == key[i] for i in range(len(key) - 1)):
                 url = scans[block_of_file.index(b)].url
                 raise AggregationError(f"{url}: coordinate {dim!r} is not strictly monotonic within the file")
-    descending = len(block_keys[0]) > 1 and block_keys[0][1] < block_keys[0][0]
+    # every file must run the same way (a one-step file has no direction of its own)
+    falling = {b: key[1] < key[0] for b, key in enumerate(block_keys) if len(key) > 1}
+    if len(set(falling.values())) > 1:
+        up = scans[block_of_file.index(next(b for b, f in falling.items() if not f))].url
+        down = scans[block_of_file.index(next(b for b, f in falling.items() if f))].url
+        raise AggregationError(
+            f"coordinate {dim!r} increases in {up} but decreases in {down}; the files cannot "
+            "form one monotonic coordinate"
+        )
+    descending = any(falling.values())
     order = sorted(range(len(block_keys)), key=lambda b: block_keys[b][0], reverse=descending)
     rank = {b: r for r, b in enumerate(order)}
     # overlaps and repeats between consecutive blocks

@@ -120,7 +120,8 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "SO" or value.dtype.kind == "U":
             items = [to_json_value(v) for v in value.reshape(-1).tolist()]
-            return items[0] if value.ndim == 0 or (value.size == 1 and value.dtype.kind == "S") else items
+            # a 1-element string array (char or NC_STRING) reads as one string, as netCDF4 does
+            return items[0] if value.size == 1 else items
         if value.ndim == 0 or (value.ndim == 1 and value.size == 1):
             # netCDF attributes are 1-D; a single value reads back as a scalar
             return to_json_value(value.reshape(-1)[0])

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ScanError, UnsupportedFeatureError
-from ..references.model import MISSING, FileScan, VariableScan, encode_fill_value
+from ..references.model import MISSING, FileScan, VariableScan, decode_fill_value, encode_fill_value
 from .base import HDF5_SIGNATURE, to_json_value
 
 # Attributes that are HDF5 / netCDF-4 bookkeeping, not user metadata.
@@ -166,16 +166,27 @@ class _FileReader:
 
         variables: dict[str, VariableScan] = {}
         coords: dict[str, list[Any]] = {}
-        phony: dict[int, str] = {}
+        phony: dict[int, list[str]] = {}
+        dims_of: dict[str, tuple[str, ...]] = {}
         for key, ds in datasets.items():
             if _is_scale(ds) and _attr_bytes(ds, "NAME").startswith(DIMENSION_ONLY):
                 continue  # a netCDF dimension without a variable
+            dims_of[key] = self._dim_names(ds, key.removeprefix(NON_COORD_PREFIX), phony)
+            if self.is_netcdf4:
+                # netCDF-4: an unlimited dimension is as long as the longest variable along it
+                # (its dimension scale, and shorter variables, may hold fewer records)
+                for d, size in zip(dims_of[key], ds.shape, strict=True):
+                    if d in self.unlimited:
+                        self.dims[d] = max(self.dims[d], size)
+        for key, dims in dims_of.items():
+            ds = datasets[key]
             name = key.removeprefix(NON_COORD_PREFIX)
-            dims = self._dim_names(ds, name, phony)
             var = self._variable(name, ds, dims)
             variables[name] = var
             if len(dims) == 1 and dims[0] == name and np.dtype(var.dtype).kind in "iuf":
-                coords[name] = ds[()].tolist()
+                values = np.full(var.shape, ds.fillvalue, dtype=ds.dtype)
+                values[: ds.shape[0]] = ds[()]
+                coords[name] = values.tolist()
         attrs = {k: _attr_value(self.h5.attrs[k]) for k in self.h5.attrs if k not in HIDDEN_ATTRS}
         return FileScan(
             url=self.path,
@@ -187,7 +198,7 @@ class _FileReader:
             coords=coords,
         )
 
-    def _dim_names(self, ds: Any, name: str, phony: dict[int, str]) -> tuple[str, ...]:
+    def _dim_names(self, ds: Any, name: str, phony: dict[int, list[str]]) -> tuple[str, ...]:
         if ds.ndim == 0:
             return ()
         if _is_scale(ds) and ds.ndim == 1:
@@ -206,10 +217,16 @@ class _FileReader:
                     f"{len(dim_list[axis])} dimension scales attached; expected one"
                 )
             if resolved is None:
+                # as netCDF-C: reuse a phony dimension of this length that this variable does
+                # not use yet, else make a new one (a square array has two distinct dimensions)
                 size = ds.shape[axis]
-                if size not in phony:
-                    phony[size] = f"phony_dim_{len(phony)}"
-                resolved = phony[size]
+                same_size = phony.setdefault(size, [])
+                free = [d for d in same_size if d not in names]
+                if free:
+                    resolved = free[0]
+                else:
+                    resolved = f"phony_dim_{sum(len(v) for v in phony.values())}"
+                    same_size.append(resolved)
                 self.dims.setdefault(resolved, size)
             names.append(resolved)
         return tuple(names)
@@ -240,7 +257,12 @@ class _FileReader:
         elif not self.is_netcdf4 and not _is_scale(ds):
             # plain HDF5: the dataset's own fill value is what readers see
             fill_value = encode_fill_value(ds.fillvalue, dtype) if dtype.kind != "S" else None
-        shape = tuple(ds.shape)
+        stored_shape = tuple(ds.shape)
+        # records past the dataset's extent along an unlimited dimension read as the fill value
+        shape = tuple(
+            max(s, self.dims[d]) if d in self.unlimited else s
+            for s, d in zip(stored_shape, dims, strict=True)
+        )
 
         if layout == h5py.h5d.VIRTUAL:
             raise UnsupportedFeatureError(f"{where}: HDF5 virtual datasets are not supported")
@@ -259,6 +281,10 @@ class _FileReader:
         lengths = np.zeros(n, dtype=np.int64)
         inline: dict[int, bytes] = {}
 
+        if shape != stored_shape and layout != h5py.h5d.CHUNKED:
+            raise UnsupportedFeatureError(
+                f"{where}: holds {stored_shape} values but its dimensions {dims} are {shape}"
+            )
         if n == 0:
             pass
         elif layout == h5py.h5d.COMPACT:
@@ -287,6 +313,8 @@ class _FileReader:
                     f"{where}: {len(masks)} chunk(s) skip filters of the pipeline "
                     "(HDF5 filter mask); chunks cannot share one codec list"
                 )
+            if shape != stored_shape:
+                _rebuild_edge_chunks(ds, stored_shape, chunks, grid, filters, offsets, lengths, inline)
 
         stored = offsets != MISSING
         if stored.any():
@@ -352,12 +380,42 @@ class _FileReader:
         if not missing:
             return
         h5_fill = np.asarray(ds.fillvalue, dtype=dtype)
-        zarr_fill = np.asarray(0 if fill_value is None else ds.attrs.get("_FillValue"), dtype=dtype)
+        # what Zarr readers produce for an unstored chunk: the .zarray fill value, else 0
+        zarr_fill = np.asarray(0 if fill_value is None else decode_fill_value(fill_value, dtype), dtype=dtype)
         if h5_fill.tobytes() == zarr_fill.tobytes():
             return  # readers already produce the right value
         encoded = _encode(np.full(chunks, h5_fill, dtype=dtype).tobytes(), filters)
         for i in missing:
             inline[i] = encoded
+
+
+def _rebuild_edge_chunks(
+    ds: Any,
+    stored_shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
+    filters: list[dict[str, Any]] | None,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    inline: dict[int, bytes],
+) -> None:
+    """Inline stored chunks that straddle the dataset's extent, padded with the fill value.
+
+    Past the extent such a chunk holds whatever HDF5 left there, but netCDF reads the fill
+    value there (the variable is shorter than its unlimited dimension).
+    """
+    for flat in np.flatnonzero(offsets != MISSING).tolist():
+        idx = np.unravel_index(flat, grid)
+        region = tuple(
+            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, stored_shape, strict=True)
+        )
+        if all(r.stop - r.start == c for r, c in zip(region, chunks, strict=True)):
+            continue
+        block = np.full(chunks, ds.fillvalue, dtype=ds.dtype)
+        block[tuple(slice(0, r.stop - r.start) for r in region)] = ds[region]
+        inline[flat] = _encode(block.tobytes(), filters)
+        offsets[flat] = MISSING
+        lengths[flat] = 0
 
 
 def _encode(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:

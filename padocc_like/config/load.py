@@ -194,13 +194,20 @@ def discover_projects(entry: DiscoverConfig, base_dir: Path, source: str) -> lis
             continue
         rel = directory.relative_to(root)
         parts = rel.parts
+        fields = {"path": ".".join(parts), "name": directory.name}
         try:
-            pid = entry.id.format(*parts, path=".".join(parts), name=directory.name)
+            pid = entry.id.format(*parts, **fields).replace("/", ".")
+            properties = {k: t.format(*parts, **fields) for k, t in entry.properties.items()}
         except (IndexError, KeyError) as err:
-            raise ConfigError(f"{source}: discover id template {entry.id!r} for {rel}: {err}") from err
-        pid = pid.replace("/", ".")
+            raise ConfigError(f"{source}: discover template for {rel}: no field {err}") from err
         try:
-            projects.append(ProjectConfig(id=pid, sources=Sources(glob=str(directory / entry.files))))
+            projects.append(
+                ProjectConfig(
+                    id=pid,
+                    sources=Sources(glob=str(directory / entry.files)),
+                    catalog_properties=properties or None,
+                )
+            )
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, f"{source} (discovered {rel})")) from err
     return projects

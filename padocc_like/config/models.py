@@ -146,6 +146,9 @@ class DiscoverConfig(_Model):
     id: str = "{path}"
     """Project id template: ``{path}`` (relative path, ``/`` → ``.``), ``{name}`` (last
     directory), ``{0}``, ``{1}``... (path components)."""
+    properties: dict[str, str] = Field(default_factory=dict)
+    """Extra STAC item properties per project, as templates like ``id`` (e.g. CMIP6 DRS facets:
+    ``{cmip6:source_id: "{2}", cmip6:experiment_id: "{3}"}``)."""
     options: ProjectOptions = Field(default_factory=ProjectOptions)
 
 

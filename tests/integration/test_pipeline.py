@@ -271,3 +271,16 @@ def test_subsets(tmp_path, archive, write_group):
     g = api.open_group(write_group(group_yaml(tmp_path)))
     api.save_subset(g, "redo", api.select(g, ["p1"]))
     assert [p.id for p in api.select(g, subset="redo")] == ["p1"]
+
+
+def test_sampled_scan_of_a_large_project(tmp_path, archive, write_group):
+    archive(n_files=7)
+    extra = "    scan: {sample: 3}\n"
+    g, outs = run_all(write_group(group_yaml(tmp_path, project_extra=extra)))
+    assert all(o.status == "done" for o in outs), outs
+    scan = json.loads((g.work_dir / "projects/p1/scan.json").read_text())
+    assert scan["sampled"] and scan["files_scanned"] == 3 and scan["files_total"] == 7
+    # estimates extrapolate to every file; compute reads them all
+    assert scan["estimates"]["n_refs"] >= 7 * 60
+    assert api.status(g)[0]["product"]["n_refs"] >= 7 * 60
+    assert api.report(g, "p1")["summary"]["files"] == 7

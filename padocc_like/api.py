@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,20 @@ def run(
     )
     group.work_dir.mkdir(parents=True, exist_ok=True)
     selected = list(projects) if projects is not None else list(group.projects.values())
-    outcomes = run_phases(ordered, selected, ctx, on_outcome)
-    if Phase.CATALOG in ordered and group.pipeline.catalog.enabled:
-        write_collection(group)
+    if force and Phase.INIT in ordered and len(ordered) > 1:
+        # forcing a whole run redoes the work, but never silently accepts a changed set of
+        # files: replacing an immutable manifest takes an explicit `init --force`
+        outcomes = run_phases([Phase.INIT], selected, replace(ctx, force=False), on_outcome)
+        failed = {o.project for o in outcomes if o.status == Status.FAILED}
+        rest = [p for p in selected if p.id not in failed]
+        outcomes += run_phases(ordered[1:], rest, ctx, on_outcome)
+    else:
+        outcomes = run_phases(ordered, selected, ctx, on_outcome)
+    if Phase.CATALOG in ordered:
+        if group.pipeline.catalog.enabled:
+            write_collection(group)
+        else:
+            (group.work_dir / "catalog" / "collection.json").unlink(missing_ok=True)
     return outcomes
 
 
@@ -212,7 +224,9 @@ def write_collection(group: Group) -> Path | None:
         if item_path.exists():
             items.append(read_json(item_path))
             hrefs.append(str(item_path.resolve()))
+    target = group.work_dir / "catalog" / "collection.json"
     if not items:
+        target.unlink(missing_ok=True)  # nothing catalogued: no collection
         return None
     cat = group.pipeline.catalog
     collection = build_collection(
@@ -225,6 +239,5 @@ def write_collection(group: Group) -> Path | None:
         item_hrefs=hrefs,
     )
     validate_stac(collection)
-    target = group.work_dir / "catalog" / "collection.json"
     atomic_write_json(target, collection)
     return target

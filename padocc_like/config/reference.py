@@ -174,7 +174,9 @@ FIELD_NOTES: dict[str, str] = {
     "DiscoverConfig.root": "Directory to search (relative to the group file's directory).",
     "DiscoverConfig.options": (
         "Options for every project this entry discovers (over the group `defaults`). "
-        "Discovered projects have no options of their own."
+        "Discovered projects have no options of their own, except the `catalog_properties` "
+        "made from `properties`: when `properties` is set, they replace the `catalog_properties` "
+        "of `options` and of the group `defaults` whole."
     ),
     # pipeline
     "PipelineConfig.name": "Pipeline name.",

@@ -125,7 +125,7 @@ def run_phase(
         if phase is not Phase.INIT and state.get("config_sha256") != config_digest(project):
             err = PhaseOrderError(
                 f"project {project.id!r}: its configuration changed since init (the group, pipeline "
-                "or profile file was edited); run init to take the new configuration"
+                "or profile file was edited, or padocc-like was upgraded); run init to take it"
             )
             return _refused(project.id, phase, err)
         for needed in phase.requires:

@@ -21,6 +21,23 @@ def current_manifest(project: ResolvedProject) -> dict[str, Any]:
     return build_manifest(project.id, files, project.sources.model_dump(exclude_none=True))
 
 
+def describe_changes(old: list[dict[str, Any]], new: list[dict[str, Any]], limit: int = 3) -> str:
+    """Which files were added, removed or changed, naming the first few of each."""
+    before = {f["url"]: f for f in old}
+    after = {f["url"]: f for f in new}
+    groups = {
+        "added": sorted(after.keys() - before.keys()),
+        "removed": sorted(before.keys() - after.keys()),
+        "changed": sorted(u for u in before.keys() & after.keys() if before[u] != after[u]),
+    }
+    parts = []
+    for what, urls in groups.items():
+        if urls:
+            more = f" and {len(urls) - limit} more" if len(urls) > limit else ""
+            parts.append(f"{len(urls)} {what} ({', '.join(urls[:limit])}{more})")
+    return "; ".join(parts) or "no difference in files"
+
+
 def init_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
     """Init is a no-op while the configuration and the files the sources resolve to are unchanged."""
     try:
@@ -38,22 +55,20 @@ def init_stage(
     if paths.manifest.exists():
         old = read_json(paths.manifest)
         if old["sha256"] != manifest["sha256"] and not ctx.force:
-            added = len({f["url"] for f in manifest["files"]} - {f["url"] for f in old["files"]})
-            removed = len({f["url"] for f in old["files"]} - {f["url"] for f in manifest["files"]})
             raise SourcesChangedError(
-                f"project {project.id!r}: the sources now resolve to a different set of files "
-                f"({added} added, {removed} removed or changed) than the manifest written by init; "
-                "rerun init with --force to replace the manifest (products will be recomputed)"
+                f"project {project.id!r}: the sources no longer match the manifest written by init: "
+                + describe_changes(old["files"], manifest["files"])
+                + "; rerun init with --force to replace the manifest (the product will be recomputed)"
             )
         if old["sha256"] == manifest["sha256"]:
             manifest = old  # keep the original manifest byte for byte
         else:
             changed_files = True
-    if changed_files:
-        # the current product describes other files: it is no longer current, nor catalogued
+    config_changed = state.get("config_sha256") != config_digest(project)
+    if changed_files or config_changed:
+        # the current product was made from other files or settings: no longer current, nor catalogued
         state["current_product"] = None
         (paths.catalog / "item.json").unlink(missing_ok=True)
-    config_changed = state.get("config_sha256") != config_digest(project)
     atomic_write_json(paths.manifest, manifest)
     atomic_write_json(paths.config, project.model_dump(mode="json"))
     state["manifest_sha256"] = manifest["sha256"]

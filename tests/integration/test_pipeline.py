@@ -138,7 +138,7 @@ def test_removed_file_is_detected_and_new_files_need_force(tmp_path, archive, wr
     # init notices the file set changed and refuses to replace the immutable manifest
     out = api.run(g, ["init"])[0]
     assert out.status == "failed" and out.error_kind == "sources-changed"
-    assert "1 removed" in out.message and "--force" in out.message
+    assert "1 removed" in out.message and str(paths[2]) in out.message and "--force" in out.message
     out = api.run(g, ["init"], force=True)[0]
     assert out.status == "done" and "2 files" in out.message
     # the old product describes other files: no longer current, not catalogued
@@ -284,3 +284,14 @@ def test_sampled_scan_of_a_large_project(tmp_path, archive, write_group):
     assert scan["estimates"]["n_refs"] >= 7 * 60
     assert api.status(g)[0]["product"]["n_refs"] >= 7 * 60
     assert api.report(g, "p1")["summary"]["files"] == 7
+
+
+def test_forced_run_never_accepts_changed_files(tmp_path, archive, write_group):
+    paths = archive(n_files=3)
+    path = write_group(group_yaml(tmp_path))
+    g, _ = run_all(path)
+    with open(paths[0], "ab") as f:
+        f.write(b"\0")
+    outs = api.run(g, ALL, force=True)
+    assert [(o.phase, o.status) for o in outs] == [("init", "failed")]
+    assert "1 changed" in outs[0].message and str(paths[0]) in outs[0].message

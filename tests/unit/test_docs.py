@@ -2,7 +2,9 @@
 
 * ``docs/yaml-reference.md`` is exactly what :func:`render_reference` generates;
 * every relative link in ``docs/*.md`` and ``README.md`` resolves (files and anchors);
+* every config field is described by its docstring or, failing that, by a note;
 * every error class and ``ErrorKind`` code is in ``docs/architecture.md``;
+* the constants ``docs/spec-state.md`` quotes (lock attempts, history length) match the code;
 * every field a real run writes (state, manifest, scan, validation report) is documented.
 """
 
@@ -61,16 +63,24 @@ def test_yaml_reference_is_the_generated_output():
 
 
 def test_every_config_key_has_a_description():
-    from padocc_like.config.reference import _docstrings, field_description
+    from padocc_like.config.reference import field_description
 
-    docs = _docstrings()
     missing = [
         f"{model.__name__}.{name}"
         for model in MODELS
         for name in model.model_fields
-        if not field_description(model, name, docs)
+        if not field_description(model, name)
     ]
-    assert not missing, f"document these fields (docstring or FIELD_NOTES): {missing}"
+    assert not missing, f"document these fields (docstring in models.py, or FIELD_NOTES): {missing}"
+
+
+def test_field_notes_are_only_for_fields_without_a_docstring():
+    """A docstring (``use_attribute_docstrings``) is the description; a note may not shadow it."""
+    from padocc_like.config.reference import FIELD_NOTES, undocumented_fields
+
+    undocumented = set(undocumented_fields())
+    assert not set(FIELD_NOTES) - undocumented, "delete these FIELD_NOTES: the field has a docstring"
+    assert not undocumented - set(FIELD_NOTES), "these fields have neither a docstring nor a note"
 
 
 def test_reference_examples_are_valid_group_files():
@@ -114,6 +124,15 @@ def test_every_error_kind_and_class_is_in_the_architecture_page():
     classes = [name for name in errors.__all__ if f"`{name}`" not in text]
     assert not kinds, f"ErrorKind codes missing from docs/architecture.md: {kinds}"
     assert not classes, f"error classes missing from docs/architecture.md: {classes}"
+
+
+# --- (c') numbers the state spec quotes from the code -------------------------------------
+def test_constants_quoted_by_spec_state_match_the_code():
+    from padocc_like.state.store import HISTORY_LIMIT, LOCK_ATTEMPTS
+
+    text = (DOCS / "spec-state.md").read_text()
+    assert f"{LOCK_ATTEMPTS} attempts" in text, "spec-state.md §9 misstates LOCK_ATTEMPTS"
+    assert f"last {HISTORY_LIMIT} events" in text, "spec-state.md §3.5 misstates HISTORY_LIMIT"
 
 
 # --- (d) fields written by a real run are documented -------------------------------------

@@ -143,8 +143,8 @@ FIELD_NOTES: dict[str, str] = {
         "`true`: the catalog phase writes each project's STAC item, and a run that includes "
         "`catalog` then rebuilds the group's Collection (`<work_dir>/catalog/collection.json`). "
         "`false`: the catalog phase writes nothing, removes an existing `catalog/item.json` "
-        "and reports 'catalog disabled by the pipeline'; the Collection is not rebuilt (an "
-        "existing one is left as it is)."
+        "and reports 'catalog disabled by the pipeline'; a run that includes `catalog` "
+        "deletes the Collection."
     ),
     "CatalogOptions.collection_id": "STAC Collection id; default: the group id.",
     "CatalogOptions.description": (

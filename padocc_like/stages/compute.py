@@ -78,6 +78,8 @@ def compute_stage(
     }
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     state["current_product"] = revision
+    # the catalog describes only a validated current product: withdraw the old item
+    (paths.catalog / "item.json").unlink(missing_ok=True)
     reset_downstream(state, Phase.COMPUTE)
     save_state(paths, state)
     log.info("wrote %s (%d refs, %d bytes)", target, record.n_refs, record.size)

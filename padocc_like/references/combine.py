@@ -418,7 +418,6 @@ def combine(
                 bounds_of,
                 read_variable,
                 attrs,
-                cell_of_file,
                 order,
             )
         else:
@@ -461,6 +460,7 @@ def combine(
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Attribute equality: NaN equals NaN, numbers compare by value, other types must match."""
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     if isinstance(a, list) and isinstance(b, list):
@@ -602,7 +602,6 @@ def _materialized(
     bounds_of: dict[str, str],
     read_variable: RawReader,
     attrs: dict[str, Any],
-    cell_of_file: list[tuple[int, ...]],
     order: list[int],
 ) -> AggVariable:
     """Copy a small coordinate (or its bounds) into the product as one chunk.
@@ -610,7 +609,6 @@ def _materialized(
     Their per-file chunking need not match, and time values are re-encoded in
     the common units chosen by :func:`order_along`.
     """
-    del cell_of_file
     first = per_file[0]
     source_dtype = np.dtype(first.dtype)
     dim = name if name in axes else bounds_of[name]

@@ -56,33 +56,36 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
     The bytes go to a uniquely named temporary file in the same directory, are
-    flushed to disk, then renamed over ``path``. On error the temporary file is removed.
+    flushed to disk (unless ``durable`` is false: for caches, which may be lost but
+    never half-written), then renamed over ``path``. On error the temporary file is removed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1) -> None:
-    atomic_write_text(path, canonical_json(obj, indent=indent) + "\n")
+def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 1, durable: bool = True) -> None:
+    atomic_write_bytes(path, (canonical_json(obj, indent=indent) + "\n").encode(), durable=durable)
 
 
 def read_json(path: Path) -> Any:

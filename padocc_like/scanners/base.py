@@ -13,6 +13,7 @@ and the problem. It never drops a variable silently.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 from importlib.metadata import entry_points
@@ -49,11 +50,13 @@ _BUILTIN: dict[str, str] = {
 }
 
 
+@functools.cache
 def _load(target: str) -> type[Scanner]:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
+@functools.cache
 def available_scanners() -> dict[str, str]:
     """Names of installed scanners mapped to their import targets (built-ins first)."""
     found = dict(_BUILTIN)

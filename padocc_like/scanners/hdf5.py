@@ -76,6 +76,55 @@ _FILTER_NAMES = {
 }
 
 
+HIDDEN_ATTR_BYTES = frozenset(a.encode() for a in HIDDEN_ATTRS)
+
+
+def read_attributes(oid: Any) -> tuple[dict[str, Any], Any]:
+    """User attributes of an HDF5 object (low-level API, no bookkeeping attributes) and its
+    raw ``_FillValue`` (None if absent). Hidden attributes are skipped without being read."""
+    from h5py import h5a
+
+    names: list[bytes] = []
+    h5a.iterate(oid, lambda name, *_: names.append(name))
+    attrs: dict[str, Any] = {}
+    fill = None
+    for name in names:
+        if name in HIDDEN_ATTR_BYTES and name != b"_FillValue":
+            continue
+        value = _read_attribute(h5a.open(oid, name))
+        if name == b"_FillValue":
+            fill = value
+        else:
+            attrs[name.decode("utf-8", errors="replace")] = _attr_value(value)
+    return attrs, fill
+
+
+def _read_attribute(attr: Any) -> Any:
+    """An attribute's value as numpy data (as h5py's AttributeManager reads it)."""
+    import h5py
+    from h5py import h5t
+
+    shape = attr.shape
+    file_type = attr.get_type()
+    dtype = file_type.dtype
+    if shape is None:
+        return h5py.Empty(dtype)
+    if dtype.kind in "biufS" and dtype.subdtype is None and dtype.names is None:
+        # fixed-size values: reading with the file's own type skips building a memory type;
+        # numbers keep the file's byte order, which conversion to Python values absorbs
+        arr = np.empty(shape, dtype=dtype)
+        attr.read(arr, mtype=file_type)
+        return arr
+    # variable-length, compound and array types: h5py's own conversion path
+    if dtype.subdtype is not None:
+        base, sub = dtype.subdtype
+        arr = np.zeros(shape + sub, dtype=base)
+    else:
+        arr = np.zeros(shape, dtype=dtype)
+    attr.read(arr, mtype=h5t.py_create(dtype))
+    return arr
+
+
 def _attr_value(value: Any) -> Any:
     import h5py
 
@@ -122,10 +171,12 @@ class _FileReader:
         self.raw = raw
         self.inline_threshold = inline_threshold
         self.size = Path(path).stat().st_size
-        self.is_netcdf4 = "_NCProperties" in h5.attrs
+        from h5py import h5a
+
+        self.is_netcdf4 = bool(h5a.exists(h5.id, b"_NCProperties"))
         self.dims: dict[str, int] = {}
         self.unlimited: list[str] = []
-        self._scale_names: dict[Any, str] = {}
+        self._scale_names: dict[int, str] = {}  # object address -> dimension name
 
     def read_bytes(self, offset: int, length: int) -> bytes:
         self.raw.seek(offset)
@@ -139,39 +190,51 @@ class _FileReader:
 
     def scan(self) -> FileScan:
         import h5py
+        from h5py import h5ds, h5g, h5l, h5o
 
+        root = self.h5.id
         datasets: dict[str, Any] = {}
-        for key in self.h5:
-            link = self.h5.get(key, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
+        scales: set[str] = set()
+        for index in range(root.get_num_objs()):
+            raw_key = root.get_objname_by_idx(index)
+            key = raw_key.decode("utf-8", errors="replace")
+            kind = root.get_objtype_by_idx(index)
+            if kind not in (h5g.GROUP, h5g.DATASET, h5g.TYPE) and (
+                root.links.get_info(raw_key).type == h5l.TYPE_EXTERNAL
+            ):
                 raise UnsupportedFeatureError(
                     f"{self.path}: {key!r} is an external link to another file; references cannot follow it"
                 )
-            obj = self.h5[key]
-            if isinstance(obj, h5py.Group):
-                raise UnsupportedFeatureError(
-                    f"{self.path}: group {key!r}: files with groups are not supported yet "
-                    "(only the root group can be aggregated)"
-                )
-            datasets[key] = obj
+            oid = h5o.open(root, raw_key)  # follows soft links
+            if not isinstance(oid, h5py.h5d.DatasetID):
+                if isinstance(oid, h5py.h5g.GroupID):
+                    raise UnsupportedFeatureError(
+                        f"{self.path}: group {key!r}: files with groups are not supported yet "
+                        "(only the root group can be aggregated)"
+                    )
+                continue  # a committed datatype: not data
+            ds = h5py.Dataset(oid)
+            datasets[key] = ds
+            if h5ds.is_scale(oid):
+                scales.add(key)
+                self._scale_names[h5o.get_info(oid).addr] = key.removeprefix(NON_COORD_PREFIX)
 
         # Dimension scales first, so that dataset dimension names resolve.
-        for key, ds in datasets.items():
-            if _is_scale(ds):
-                name = key.removeprefix(NON_COORD_PREFIX)
-                self.dims[name] = ds.shape[0] if ds.ndim else 0
-                if ds.maxshape and ds.maxshape[0] is None:
-                    self.unlimited.append(name)
-                self._scale_names[ds.id] = name
+        for key in scales:
+            ds = datasets[key]
+            name = key.removeprefix(NON_COORD_PREFIX)
+            self.dims[name] = ds.shape[0] if ds.ndim else 0
+            if ds.maxshape and ds.maxshape[0] is None:
+                self.unlimited.append(name)
 
         variables: dict[str, VariableScan] = {}
         coords: dict[str, list[Any]] = {}
         phony: dict[int, list[str]] = {}
         dims_of: dict[str, tuple[str, ...]] = {}
         for key, ds in datasets.items():
-            if _is_scale(ds) and _attr_bytes(ds, "NAME").startswith(DIMENSION_ONLY):
+            if key in scales and _attr_bytes(ds, "NAME").startswith(DIMENSION_ONLY):
                 continue  # a netCDF dimension without a variable
-            dims_of[key] = self._dim_names(ds, key.removeprefix(NON_COORD_PREFIX), phony)
+            dims_of[key] = self._dim_names(ds, key.removeprefix(NON_COORD_PREFIX), phony, key in scales)
             if self.is_netcdf4:
                 # netCDF-4: an unlimited dimension is as long as the longest variable along it
                 # (its dimension scale, and shorter variables, may hold fewer records)
@@ -187,7 +250,7 @@ class _FileReader:
                 values = np.full(var.shape, ds.fillvalue, dtype=ds.dtype)
                 values[: ds.shape[0]] = ds[()]
                 coords[name] = values.tolist()
-        attrs = {k: _attr_value(self.h5.attrs[k]) for k in self.h5.attrs if k not in HIDDEN_ATTRS}
+        attrs, _ = read_attributes(self.h5.id)
         return FileScan(
             url=self.path,
             format="netcdf4" if self.is_netcdf4 else "hdf5",
@@ -198,23 +261,32 @@ class _FileReader:
             coords=coords,
         )
 
-    def _dim_names(self, ds: Any, name: str, phony: dict[int, list[str]]) -> tuple[str, ...]:
+    def _dim_names(self, ds: Any, name: str, phony: dict[int, list[str]], is_scale: bool) -> tuple[str, ...]:
         if ds.ndim == 0:
             return ()
-        if _is_scale(ds) and ds.ndim == 1:
+        if is_scale and ds.ndim == 1:
             return (name,)
+        from h5py import h5ds, h5i, h5o
+
+        def scale_name(sid: Any) -> str:
+            known = self._scale_names.get(h5o.get_info(sid).addr)
+            if known is not None:
+                return known
+            path = h5i.get_name(sid).decode("utf-8", errors="replace").lstrip("/")
+            return path.removeprefix(NON_COORD_PREFIX)
+
         names: list[str] = []
-        dim_list = ds.attrs.get("DIMENSION_LIST") if "DIMENSION_LIST" in ds.attrs else None
         for axis in range(ds.ndim):
             resolved = None
-            if dim_list is not None and axis < len(dim_list) and len(dim_list[axis]) == 1:
-                ref = dim_list[axis][0]
-                scale = self.h5[ref]
-                resolved = self._scale_names.get(scale.id) or scale.name.lstrip("/")
-            elif dim_list is not None and axis < len(dim_list) and len(dim_list[axis]) > 1:
+            n_scales = h5ds.get_num_scales(ds.id, axis)
+            if n_scales == 1:
+                found: list[str] = []
+                h5ds.iterate(ds.id, axis, lambda sid, found=found: found.append(scale_name(sid)) or 1)
+                resolved = found[0]
+            elif n_scales > 1:
                 raise UnsupportedFeatureError(
                     f"{self.path}: variable {name!r}: axis {axis} has "
-                    f"{len(dim_list[axis])} dimension scales attached; expected one"
+                    f"{n_scales} dimension scales attached; expected one"
                 )
             if resolved is None:
                 # as netCDF-C: reuse a phony dimension of this length that this variable does
@@ -250,10 +322,10 @@ class _FileReader:
         plist = ds.id.get_create_plist()
         layout = plist.get_layout()
         filters = self._filters(name, plist, dtype)
-        attrs = {k: _attr_value(ds.attrs[k]) for k in ds.attrs if k not in HIDDEN_ATTRS}
+        attrs, raw_fill = read_attributes(ds.id)
         fill_value = None
-        if "_FillValue" in ds.attrs:
-            fill_value = encode_fill_value(ds.attrs["_FillValue"], dtype)
+        if raw_fill is not None:
+            fill_value = encode_fill_value(raw_fill, dtype)
         elif not self.is_netcdf4 and not _is_scale(ds):
             # plain HDF5: the dataset's own fill value is what readers see
             fill_value = encode_fill_value(ds.fillvalue, dtype) if dtype.kind != "S" else None
@@ -430,7 +502,9 @@ def _encode(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:
 
 
 def _is_scale(ds: Any) -> bool:
-    return _attr_bytes(ds, "CLASS") == b"DIMENSION_SCALE"
+    from h5py import h5ds
+
+    return bool(h5ds.is_scale(ds.id))
 
 
 def _attr_bytes(ds: Any, key: str) -> bytes:

@@ -34,7 +34,7 @@ def _scan_one(args: tuple[dict[str, Any], int, str]) -> tuple[FileScan, bool]:
         except (OSError, ValueError, KeyError):
             log.warning("ignoring unreadable scan cache %s", cache)
     scan = scan_file(entry["url"], inline_threshold=inline_threshold)
-    atomic_write_json(cache, scan.to_dict(), indent=None)
+    atomic_write_json(cache, scan.to_dict(), indent=None, durable=False)  # a lost entry is rescanned
     return scan, False
 
 

@@ -8,6 +8,7 @@ write and whether to overwrite is the compute stage's business.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
@@ -72,11 +73,18 @@ class Writer(Protocol):
 _BUILTIN = {ProductKind.KERCHUNK: "padocc_like.writers.kerchunk:KerchunkWriter"}
 
 
-def get_writer(kind: ProductKind | str, options: Any = None) -> Writer:
-    """The writer for ``kind``, built from the project's ``product`` options (defaults if None)."""
+@functools.cache
+def available_writers() -> dict[str, str]:
+    """Product kinds with a writer, mapped to import targets (built-ins first)."""
     targets: dict[str, str] = {str(k): v for k, v in _BUILTIN.items()}
     for ep in entry_points(group="padocc_like.writers"):
         targets.setdefault(ep.name, ep.value)
+    return targets
+
+
+def get_writer(kind: ProductKind | str, options: Any = None) -> Writer:
+    """The writer for ``kind``, built from the project's ``product`` options (defaults if None)."""
+    targets = available_writers()
     if str(kind) not in targets:
         raise UnknownPluginError(
             f"no writer for product kind {str(kind)!r}; installed: {', '.join(sorted(targets))}"

@@ -152,6 +152,8 @@ def project_status(group: Group, project_id: str) -> dict[str, Any]:
         if st == Status.FAILED:
             state_name, at_phase = "failed", str(phase)
             reason, kind = rec["error"]["message"], rec["error"]["kind"]
+        elif st == Status.PENDING:
+            at_phase = str(phase)  # the phase the project waits for
         elif st == Status.RUNNING:
             at_phase = str(phase)
             state_name = "running" if is_locked(paths) else "interrupted"

@@ -56,7 +56,8 @@ def read_yaml(path: Path) -> Any:
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: configuration file not found") from err
     try:
-        return yaml.safe_load(text)
+        # libyaml's C loader when available: ~10x faster on groups of thousands of projects
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
 

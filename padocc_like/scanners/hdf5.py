@@ -213,7 +213,7 @@ class _FileReader:
                         "(only the root group can be aggregated)"
                     )
                 continue  # a committed datatype: not data
-            ds = h5py.Dataset(oid)
+            ds = _Dataset(oid)
             datasets[key] = ds
             if h5ds.is_scale(oid):
                 scales.add(key)
@@ -342,7 +342,7 @@ class _FileReader:
             raise UnsupportedFeatureError(f"{where}: data held in external raw files")
 
         if layout == h5py.h5d.CHUNKED:
-            chunks = tuple(ds.chunks)
+            chunks = tuple(plist.get_chunk())
             storage = "chunked"
         else:
             chunks = tuple(max(s, 1) for s in shape)
@@ -369,10 +369,14 @@ class _FileReader:
                 lengths[0] = ds.id.get_storage_size()
         else:
             masks: list[int] = []
+            # C-order strides of the chunk grid, in elements of the chunk table
+            strides = [math.prod(grid[i + 1 :]) * chunks[i] for i in range(len(grid))]
+            for i, c in enumerate(chunks):
+                strides[i] //= c  # chunk_offset is in array elements: divide by the chunk size
+            pairs = list(zip(chunks, strides, strict=True))
 
             def visit(info: Any) -> None:
-                idx = tuple(o // c for o, c in zip(info.chunk_offset, chunks, strict=True))
-                flat = np.ravel_multi_index(idx, grid) if grid else 0
+                flat = sum((o // c) * s for o, (c, s) in zip(info.chunk_offset, pairs, strict=True))
                 offsets[flat] = info.byte_offset
                 lengths[flat] = info.size
                 if info.filter_mask:
@@ -490,6 +494,38 @@ def _rebuild_edge_chunks(
         lengths[flat] = 0
 
 
+class _Dataset:
+    """An HDF5 dataset's metadata, read once (h5py re-reads it on every property access).
+
+    Data reads (``ds[...]``) go through an ``h5py.Dataset`` made on first use.
+    """
+
+    def __init__(self, oid: Any) -> None:
+        self.id = oid
+        space = oid.get_space()
+        self.shape: tuple[int, ...] = space.shape or ()
+        self.ndim = len(self.shape)
+        from h5py import h5s
+
+        maxdims = space.get_simple_extent_dims(True) if self.ndim else ()
+        self.maxshape = tuple(None if m == h5s.UNLIMITED else m for m in maxdims)
+        self.dtype: np.dtype = oid.dtype
+        self._hl: Any = None
+
+    @property
+    def fillvalue(self) -> Any:
+        arr = np.zeros((1,), dtype=self.dtype)
+        self.id.get_create_plist().get_fill_value(arr)
+        return arr[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        if self._hl is None:
+            import h5py
+
+            self._hl = h5py.Dataset(self.id)
+        return self._hl[key]
+
+
 def _encode(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:
     """Encode raw chunk bytes through the variable's codec list (for inline chunks)."""
     if not filters:
@@ -508,9 +544,14 @@ def _is_scale(ds: Any) -> bool:
 
 
 def _attr_bytes(ds: Any, key: str) -> bytes:
-    if key not in ds.attrs:
+    """A string attribute's bytes (b"" if absent or not a string)."""
+    from h5py import h5a
+
+    if not h5a.exists(ds.id, key.encode()):
         return b""
-    value = ds.attrs[key]
+    value = _read_attribute(h5a.open(ds.id, key.encode()))
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
     if isinstance(value, str):
         return value.encode()
     if isinstance(value, bytes | np.bytes_):

@@ -16,8 +16,8 @@ from ..state.store import ProjectPaths, current_product, reset_downstream, save_
 from ..types import Phase
 from ..writers.base import get_writer
 from .base import RunContext, StageOutput, digest
-from .files import scan_entries
-from .scan import combine_options
+from .files import load_aggregate, scan_entries
+from .scan import aggregate_key, combine_options
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ def compute_stage(
     get_writer(project.product.kind)  # an unknown kind fails before any work
     manifest = read_json(paths.manifest)
     verify_manifest(manifest)
-    scans = scan_entries(manifest["files"], project.inline_threshold, paths.file_cache, ctx.workers)
-    aggregate = combine(scans, combine_options(project))
+    aggregate = load_aggregate(paths.file_cache, aggregate_key(state))
+    if aggregate is None:  # scan sampled the files, or its cache is gone
+        scans = scan_entries(manifest["files"], project.inline_threshold, paths.file_cache, ctx.workers)
+        aggregate = combine(scans, combine_options(project))
     covered = {f.url for f in aggregate.fragments}
     missing = [e["url"] for e in manifest["files"] if e["url"] not in covered]
     if missing:  # the combiner places every file; this guards against regressions

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import atomic_write_json, canonical_json, read_json, sha256_text
+from .._io import atomic_write_bytes, atomic_write_json, canonical_json, read_json, sha256_text
 from ..references.model import FileScan
 from ..scanners.base import scan_file
 
@@ -52,6 +52,29 @@ def scan_entries(
     hits = sum(1 for _, hit in results if hit)
     log.info("scanned %d files (%d from cache)", len(results), hits)
     return [scan for scan, _ in results]
+
+
+def aggregate_cache(cache_dir: Path) -> Path:
+    return cache_dir.parent / "aggregate.pkl"
+
+
+def save_aggregate(cache_dir: Path, key: str, aggregate: Any) -> None:
+    """Keep scan's combined aggregate for compute (a cache: lost or stale means recombine)."""
+    import pickle
+
+    atomic_write_bytes(aggregate_cache(cache_dir), pickle.dumps((key, aggregate), protocol=5), durable=False)
+
+
+def load_aggregate(cache_dir: Path, key: str) -> Any | None:
+    """The aggregate saved by scan under ``key``, or None."""
+    import pickle
+
+    path = aggregate_cache(cache_dir)
+    try:
+        saved_key, aggregate = pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError):
+        return None
+    return aggregate if saved_key == key else None
 
 
 def sample_entries(entries: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:

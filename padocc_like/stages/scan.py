@@ -18,7 +18,7 @@ from ..state.store import ProjectPaths
 from ..types import ProductKind
 from ..writers.kerchunk import JSON_BYTES_PER_REF, KerchunkWriter
 from .base import RunContext, StageOutput, digest
-from .files import sample_entries, scan_entries
+from .files import sample_entries, save_aggregate, scan_entries
 
 log = logging.getLogger(__name__)
 SCAN_FORMAT = "padocc-like/scan"
@@ -36,6 +36,11 @@ def combine_options(project: ResolvedProject) -> CombineOptions:
 
 def kerchunk_writer(project: ResolvedProject) -> KerchunkWriter:
     return KerchunkWriter.from_options(project.product)
+
+
+def aggregate_key(state: dict[str, Any]) -> str:
+    """What a saved aggregate depends on: the manifest and the configuration."""
+    return digest("aggregate", state.get("manifest_sha256"), state.get("config_sha256"))
 
 
 def scan_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
@@ -134,6 +139,8 @@ def scan_stage(
         "compute_seconds": round(per_file_s * len(entries) * 1.2 + 0.5, 2),
     }
     report["product_kind"] = str(project.product.kind)
+    if agg is not None and not sampled:
+        save_aggregate(paths.file_cache, aggregate_key(state), agg)
     atomic_write_json(paths.scan, report)
     if project.product.kind is ProductKind.KERCHUNK and not report["representable"]:
         kind = report.get("error_kind")

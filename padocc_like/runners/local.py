@@ -8,18 +8,15 @@ processes.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import replace
 
 from ..config.models import ResolvedProject
 from ..stages import stage_for
 from ..stages.base import PhaseOutcome, RunContext, run_phase
 from ..types import Phase, Status
-
-# spawn, not fork: HDF5, netCDF and logging hold locks that a forked child would inherit held
-SPAWN = multiprocessing.get_context("spawn")
+from .pool import process_pool
 
 
 def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOutcome:
@@ -45,7 +42,7 @@ def run_phases(
         results: list[PhaseOutcome] = []
         if ctx.workers > 1 and len(wanted) > 1:
             project_ctx = replace(ctx, workers=1)
-            with ProcessPoolExecutor(max_workers=min(ctx.workers, len(wanted)), mp_context=SPAWN) as pool:
+            with process_pool(min(ctx.workers, len(wanted))) as pool:
                 futures = [
                     pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx)
                     for p in wanted

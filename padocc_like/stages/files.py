@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from .._io import atomic_write_bytes, atomic_write_json, canonical_json, read_json, sha256_text
 from ..references.model import FileScan
+from ..runners.pool import process_pool
 from ..scanners.base import scan_file
 
 log = logging.getLogger(__name__)
-
-# spawn, not fork: HDF5, netCDF and logging hold locks that a forked child would inherit held
-SPAWN = multiprocessing.get_context("spawn")
 
 
 def _cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
@@ -45,7 +41,7 @@ def scan_entries(
     cache_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(e, inline_threshold, str(cache_dir)) for e in entries]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=SPAWN) as pool:
+        with process_pool(min(workers, len(jobs))) as pool:
             results = list(pool.map(_scan_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
     else:
         results = [_scan_one(j) for j in jobs]

@@ -53,6 +53,7 @@ TOOL_LABELS = {
 CHECK_VARS = ("tas", "pr", "time", "time_bnds", "lat", "lon", "lat_bnds", "lon_bnds", "height")
 IDENTICAL_DIMS = ["lat", "lon", "lat_bnds", "lon_bnds", "height"]
 INLINE_THRESHOLD = 500
+TIMES, DASH = "\u00d7", "\u2013"  # for the markdown tables
 MAIN_PACKAGES = (
     "padocc-like",
     "numpy",
@@ -71,7 +72,17 @@ MAIN_PACKAGES = (
     "pydantic",
     "PyYAML",
 )
-VZ_PACKAGES = ("virtualizarr", "xarray", "zarr", "h5py", "numpy", "obstore", "obspec-utils", "kerchunk", "ujson")
+VZ_PACKAGES = (
+    "virtualizarr",
+    "xarray",
+    "zarr",
+    "h5py",
+    "numpy",
+    "obstore",
+    "obspec-utils",
+    "kerchunk",
+    "ujson",
+)
 PADOCC_PACKAGES = ("padocc", "kerchunk", "virtualizarr", "xarray", "zarr", "cfapyx", "h5py", "numpy", "dask")
 VENVS: dict[str, dict[str, Any]] = {
     # VirtualiZarr >= 2.6 needs Python >= 3.12; 2.5.1 is the newest for 3.11
@@ -216,7 +227,15 @@ def ratio(x: float | None, ref: float | None) -> str:
     if x is None or ref is None or not ref or x != x or ref != ref:
         return "-"
     r = x / ref
-    return f"{r:.1f}×" if r >= 0.95 else f"{r:.2f}×"
+    return f"{r:.1f}{TIMES}" if r >= 0.95 else f"{r:.2f}{TIMES}"
+
+
+def json_product_stats(path: Path) -> dict[str, int]:
+    """Keys of a Kerchunk JSON product: all, chunk references, inlined chunks, metadata."""
+    refs = read_json(path).get("refs", {})
+    n_refs = sum(1 for v in refs.values() if isinstance(v, list))
+    n_meta = sum(1 for k in refs if k.rsplit("/", 1)[-1].startswith("."))
+    return {"keys": len(refs), "chunk_refs": n_refs, "inline_chunks": len(refs) - n_refs - n_meta}
 
 
 class Probe:
@@ -605,9 +624,8 @@ def w_padocc(job: dict[str, Any], probe: Probe) -> dict[str, Any]:
 
     work_dir = Path(job["work_dir"])
     os.environ["WORKDIR"] = str(work_dir)
-    from padocc import GroupOperation
-
     import padocc.cli  # noqa: F401  (1.5.x starts tracemalloc(25) on import: stop it, as padocc.md §12)
+    from padocc import GroupOperation
 
     tracemalloc.stop()
     probe.mark("import")
@@ -696,7 +714,13 @@ def w_read(job: dict[str, Any], probe: Probe) -> dict[str, Any]:
             total += float(np.nansum(a[..., :1]))
         read_s = probe.mark("read_tas")
     ds.close()
-    return {"work_s": open_s, "open_s": open_s, "open_again_s": open_again_s, "read_s": read_s, "bytes": nbytes}
+    return {
+        "work_s": open_s,
+        "open_s": open_s,
+        "open_again_s": open_again_s,
+        "read_s": read_s,
+        "bytes": nbytes,
+    }
 
 
 def _digest_update(h: Any, a: Any) -> None:
@@ -741,10 +765,14 @@ def digest_variable(var: Any, slab_bytes: int) -> dict[str, Any]:
 
 def w_check(job: dict[str, Any], probe: Probe) -> dict[str, Any]:
     import dask
+    import xarray as xr
 
     probe.mark("import")
     slab = job["slab_bytes"]
     dask.config.set(scheduler="threads")
+    # netCDF4 keeps each open file's decompressed chunk cache: with xarray's default of 128 open
+    # files, hashing 120 files x 2 variables grows to ~3 GiB; 16 open files keep it near 1 GiB
+    xr.set_options(file_cache_maxsize=16)
     ref = _open_sources(job["files"])
     open_ref = probe.mark("open_sources")
     reference = {name: digest_variable(ref[name], slab) for name in CHECK_VARS if name in ref.variables}
@@ -782,7 +810,9 @@ def w_check(job: dict[str, Any], probe: Probe) -> dict[str, Any]:
                         what.append(f"{key} {got[key]} != {want[key]}")
                 bad = [i for i, (a, b) in enumerate(zip(got["slabs"], want["slabs"], strict=False)) if a != b]
                 if bad:
-                    what.append(f"values differ from slab {bad[0]} ({len(bad)} of {len(want['slabs'])} slabs)")
+                    what.append(
+                        f"values differ from slab {bad[0]} ({len(bad)} of {len(want['slabs'])} slabs)"
+                    )
                 res["mismatches"].append(f"{var}: " + ("; ".join(what) or "values differ"))
         ds.close()
         res["equal"] = not res["mismatches"]
@@ -902,7 +932,9 @@ class Bench:
         else:
             n = params["nfiles"]
             shape = (params["ntime"], params["nlat"], params["nlon"])
-            self.say(f"archive: generating {n} files of {shape} in {self.data_dir} ({self.args.gen_workers} processes)")
+            self.say(
+                f"archive: generating {n} files of {shape} in {self.data_dir} ({self.args.gen_workers} processes)"
+            )
             job = {"data_dir": str(self.data_dir), "params": params, "workers": self.args.gen_workers}
             res = self.child("gen", "gen", job)
             if not res.get("ok"):
@@ -911,7 +943,9 @@ class Bench:
             info = {"generated": True, "seconds": res["wall_s"], "maxrss_mib": res["maxrss_mib"]}
         self.files = [str(p) for p in archive_files(self.data_dir)]
         sizes = [Path(p).stat().st_size for p in self.files]
-        info.update({"params": params, "nfiles": len(self.files), "bytes": sum(sizes), "dir": str(self.data_dir)})
+        info.update(
+            {"params": params, "nfiles": len(self.files), "bytes": sum(sizes), "dir": str(self.data_dir)}
+        )
         return info
 
     # ----- virtual environments
@@ -951,7 +985,9 @@ class Bench:
                 out.write(f"$ {' '.join(cmd)}\n")
                 out.flush()
                 try:
-                    rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=spec["timeout"]).returncode
+                    rc = subprocess.run(
+                        cmd, stdout=out, stderr=subprocess.STDOUT, timeout=spec["timeout"]
+                    ).returncode
                 except subprocess.TimeoutExpired:
                     rc = -1
                     out.write(f"timed out after {spec['timeout']} s\n")
@@ -1012,8 +1048,9 @@ class Bench:
             if product and product.get("path"):
                 p = Path(product["path"])
                 product["size"] = path_size(p)
-                product.setdefault("sha256", None)
-                product["sha256"] = product["sha256"] or tree_sha256(p)
+                product["sha256"] = product.get("sha256") or tree_sha256(p)
+                if p.is_file() and p.suffix == ".json":
+                    product.update(json_product_stats(p))
             msg = (
                 f"{tool} r{rep}: wall {res['wall_s']:.2f} s, {res['per_file_ms']:.1f} ms/file, "
                 f"{res['maxrss_mib']:.0f} MiB"
@@ -1035,6 +1072,7 @@ class Bench:
                 shutil.rmtree(d)
             d.mkdir(parents=True)
         load_start = os.getloadavg()
+        git_start = git_info()
         archive = self.generate()
         tools = [t for t in args.tools if t in TOOLS]
         for name in ("vz", "padocc"):
@@ -1066,7 +1104,9 @@ class Bench:
         ours_hashes = sorted({r["product"]["sha256"] for r in runs.get("ours", []) if r.get("ok")})
 
         reads: dict[str, Any] = {}
-        read_targets: dict[str, str | None] = {t: products[t] for t in ("ours", "kerchunk", "vz", "padocc") if t in products}
+        read_targets: dict[str, str | None] = {
+            t: products[t] for t in ("ours", "kerchunk", "vz", "padocc") if t in products
+        }
         if read_targets and not args.no_read:
             read_targets["open_mfdataset"] = None
             read_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in read_targets}
@@ -1084,14 +1124,18 @@ class Bench:
                     read_runs[name].append(res)
                     if res.get("ok"):
                         read = f", read tas {res['read_s']:.2f} s" if res.get("read_s") is not None else ""
-                        self.say(f"read {name} r{rep}: open {res['open_s']:.3f} s{read}, {res['maxrss_mib']:.0f} MiB")
+                        self.say(
+                            f"read {name} r{rep}: open {res['open_s']:.3f} s{read}, {res['maxrss_mib']:.0f} MiB"
+                        )
                     else:
                         self.say(f"read {name} r{rep}: FAILED: {res.get('error')} (see {res['log']})")
             reads = {name: summarise_reads(rr) for name, rr in read_runs.items()}
 
         equality: dict[str, Any] = {"checked": False}
         if products and not args.no_check:
-            self.say(f"check: comparing {', '.join(products)} with open_mfdataset over {len(self.files)} files")
+            self.say(
+                f"check: comparing {', '.join(products)} with open_mfdataset over {len(self.files)} files"
+            )
             job = {"files": self.files, "products": products, "slab_bytes": args.slab_mb << 20}
             res = self.child("check", "check", job)
             equality = summarise_check(res, products)
@@ -1120,7 +1164,7 @@ class Bench:
             },
             "archive": archive,
             "machine": machine_info(load_start),
-            "git": git_info(),
+            "git": {**git_start, "end": git_info()},
             "versions": {
                 "main": package_versions(MAIN_PACKAGES),
                 **{t: runs[t][0].get("versions") for t in ("vz", "padocc") if runs.get(t)},
@@ -1239,7 +1283,11 @@ def summarise_check(res: dict[str, Any], products: dict[str, str]) -> dict[str, 
             },
         },
         "products": {
-            name: {k: v for k, v in p.items() if k in ("equal", "mismatches", "missing", "extra", "seconds", "path")}
+            name: {
+                k: v
+                for k, v in p.items()
+                if k in ("equal", "mismatches", "missing", "extra", "seconds", "path")
+            }
             for name, p in prods.items()
         },
         "wall_s": res["wall_s"],
@@ -1285,7 +1333,10 @@ def git_info() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     dirty = git("status", "--porcelain", "--", "padocc_like")
-    return {"commit": git("rev-parse", "HEAD"), "padocc_like_dirty": bool(dirty) if dirty is not None else None}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "padocc_like_dirty": bool(dirty) if dirty is not None else None,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -1301,11 +1352,16 @@ def _tool_row(tool: str, s: dict[str, Any], ours: dict[str, Any] | None, workers
     w_lo, w_hi = s["wall_range"]
     prod = m.get("product") or {}
     layout = prod.get("layout") or "-"
-    refs = f"{prod['n_refs']:,}" if prod.get("n_refs") is not None else "-"
+    if prod.get("keys") is not None:
+        refs = f"{prod['keys']:,} ({prod['chunk_refs']:,} / {prod['inline_chunks']:,})"
+    elif prod.get("n_refs") is not None:
+        refs = f"{prod['n_refs']:,} refs"
+    else:
+        refs = "-"
     return (
-        f"| {label} | {workers} | {m['per_file_ms']:.2f} ({pf_lo:.2f}–{pf_hi:.2f}) "
+        f"| {label} | {workers} | {m['per_file_ms']:.2f} ({pf_lo:.2f}{DASH}{pf_hi:.2f}) "
         f"| {ratio(m['per_file_ms'], om['per_file_ms'] if om else None)} "
-        f"| {m['wall_s']:.2f} ({w_lo:.2f}–{w_hi:.2f}) | {ratio(m['wall_s'], om['wall_s'] if om else None)} "
+        f"| {m['wall_s']:.2f} ({w_lo:.2f}{DASH}{w_hi:.2f}) | {ratio(m['wall_s'], om['wall_s'] if om else None)} "
         f"| {m['maxrss_mib']:.0f} | {layout} | {human_bytes(prod.get('size')) if prod else '-'} | {refs} |"
     )
 
@@ -1331,10 +1387,23 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"load average {mach['loadavg_start'][0]:.2f} at start, {mach['loadavg_end'][0]:.2f} at end. "
         f"Commit {(r['git'].get('commit') or '?')[:10]}"
         + (" (padocc_like/ had uncommitted changes)" if r["git"].get("padocc_like_dirty") else "")
+        + (
+            f" (HEAD moved to {(r['git']['end'].get('commit') or '?')[:10]} during the run)"
+            if r["git"].get("end", {}).get("commit") not in (None, r["git"].get("commit"))
+            else ""
+        )
         + f"; padocc-like {r['versions']['main'].get('padocc-like')}, kerchunk "
         f"{r['versions']['main'].get('kerchunk')}"
-        + (f", VirtualiZarr {(r['versions'].get('vz') or {}).get('virtualizarr')}" if r["versions"].get("vz") else "")
-        + (f", PADOCC {(r['versions'].get('padocc') or {}).get('padocc')}" if r["versions"].get("padocc") else "")
+        + (
+            f", VirtualiZarr {(r['versions'].get('vz') or {}).get('virtualizarr')}"
+            if r["versions"].get("vz")
+            else ""
+        )
+        + (
+            f", PADOCC {(r['versions'].get('padocc') or {}).get('padocc')}"
+            if r["versions"].get("padocc")
+            else ""
+        )
         + ".",
         "",
         f"Each run is a fresh child process; {st['repeat']} interleaved repeat(s); the median-wall run is "
@@ -1345,7 +1414,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         "attributes). *wall* is the whole child (interpreter start and imports included); *peak RSS* is the "
         "child's `ru_maxrss`.",
         "",
-        "| tool | workers | per-file ms | per-file vs ours | wall s | wall vs ours | peak RSS MiB | layout | product size | keys/refs |",
+        "| tool | workers | per-file ms | per-file vs ours | wall s | wall vs ours | peak RSS MiB | layout | product size | keys (refs / inline chunks) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tool, s in tools.items():
@@ -1399,6 +1468,9 @@ def render_markdown(r: dict[str, Any]) -> str:
             if pf
             else ""
         )
+        fixed = s["median"].get("repaired_scalar_keys")
+        if fixed:
+            extra += f"; repaired scalar chunk key(s) {', '.join(f'`{k}`' for k in fixed)} before writing"
         sub.append(f"* {TOOL_LABELS[tool]}: {parts}{extra}.")
     if sub:
         lines += ["Sub-steps (median run):", "", *sub, ""]
@@ -1408,7 +1480,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     if reads or eq.get("checked"):
         lines += [
             f"Open and read (fresh child each, {st['read_repeat']} interleaved repeat(s), medians): *open* is the first "
-            "`xr.open_dataset(..., engine=\"kerchunk\")` in the process after importing xarray/zarr/fsspec/kerchunk/dask "
+            '`xr.open_dataset(..., engine="kerchunk")` in the process after importing xarray/zarr/fsspec/kerchunk/dask '
             "(target < 0.2 s for ours); *read* loads all of `tas` in slabs.",
             "",
             "| product | open s | open again s | read all `tas` s | decoded MB/s | peak RSS MiB | equal to open_mfdataset |",
@@ -1421,13 +1493,17 @@ def render_markdown(r: dict[str, Any]) -> str:
             if name == "open_mfdataset":
                 label = "`xr.open_mfdataset` (sources)"
             equal = (eq.get("products") or {}).get(name, {}).get("equal")
-            eq_s = "reference" if name == "open_mfdataset" else ("yes" if equal else ("NO" if equal is False else "-"))
+            eq_s = (
+                "reference"
+                if name == "open_mfdataset"
+                else ("yes" if equal else ("NO" if equal is False else "-"))
+            )
             if rd.get("status") == "failed":
                 lines.append(f"| {label} | failed: {rd.get('reason', '')[:120]} | | | | | {eq_s} |")
                 continue
             mbs = rd["bytes"] / rd["read_s"] / 1e6 if rd.get("read_s") else None
             rng = rd.get("read_range")
-            read_txt = f"{fmt(rd.get('read_s'))} ({fmt(rng[0])}–{fmt(rng[1])})" if rng else "-"
+            read_txt = f"{fmt(rd.get('read_s'))} ({fmt(rng[0])}{DASH}{fmt(rng[1])})" if rng else "-"
             lines.append(
                 f"| {label} | {fmt(rd.get('open_s'), 3)} | {fmt(rd.get('open_again_s'), 3)} | {read_txt} "
                 f"| {fmt(mbs, 0)} | {fmt(rd.get('maxrss_mib'), 0)} | {eq_s} |"
@@ -1440,8 +1516,8 @@ def render_markdown(r: dict[str, Any]) -> str:
             compared = ", ".join(f"`{v}`" for v in eq.get("variables", []))
             verdict = (
                 f"**Equality: {'PASS' if eq['ok'] else 'FAIL'}** - every product compared with "
-                f"`xr.open_mfdataset(files, combine=\"nested\", concat_dim=\"time\", data_vars=\"minimal\", "
-                f"coords=\"minimal\", compat=\"override\")` by SHA-256 of decoded values (NaN-canonical) for {compared}."
+                f'`xr.open_mfdataset(files, combine="nested", concat_dim="time", data_vars="minimal", '
+                f'coords="minimal", compat="override")` by SHA-256 of decoded values (NaN-canonical) for {compared}.'
             )
         lines += [verdict]
         for name, pr in (eq.get("products") or {}).items():
@@ -1461,8 +1537,8 @@ def render_markdown(r: dict[str, Any]) -> str:
 def summarize(paths: list[Path]) -> str:
     """One table from several results.json files (one row per run and tool)."""
     lines = [
-        "| run | files | per-file shape | archive | tool | per-file ms | per-file vs ours | wall s | peak RSS MiB | product | open s | read `tas` s | equal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | files | per-file shape | archive | tool | workers | per-file ms | per-file vs ours | wall s | peak RSS MiB | product | open s | read `tas` s | equal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in paths:
         r = read_json(path)
@@ -1475,9 +1551,10 @@ def summarize(paths: list[Path]) -> str:
         eq = r.get("equality", {}).get("products", {})
         for tool, s in r["tools"].items():
             label = TOOL_LABELS.get(tool, tool)
+            workers = r["settings"]["workers"] if tool == "ours" else 1
             if s.get("status") != "ok":
                 lines.append(
-                    f"| {run} | {a['nfiles']} | {shape} | {human_bytes(a['bytes'])} | {label} "
+                    f"| {run} | {a['nfiles']} | {shape} | {human_bytes(a['bytes'])} | {label} | {workers} "
                     f"| {s.get('status')} | | | | | | | |"
                 )
                 continue
@@ -1486,7 +1563,7 @@ def summarize(paths: list[Path]) -> str:
             rd = (r.get("reads") or {}).get(tool, {})
             equal = eq.get(tool, {}).get("equal")
             lines.append(
-                f"| {run} | {a['nfiles']} | {shape} | {human_bytes(a['bytes'])} | {label} "
+                f"| {run} | {a['nfiles']} | {shape} | {human_bytes(a['bytes'])} | {label} | {workers} "
                 f"| {m['per_file_ms']:.2f} | {ratio(m['per_file_ms'], om['per_file_ms'] if om else None)} "
                 f"| {m['wall_s']:.2f} | {m['maxrss_mib']:.0f} "
                 f"| {(prod.get('layout') or '-')} {human_bytes(prod.get('size')) if prod.get('size') else ''} "
@@ -1507,7 +1584,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "<out-dir>/results.json and results.md.",
         epilog="Example: .venv/bin/python bench/bench_refs.py --preset standard",
     )
-    ap.add_argument("--preset", choices=sorted(PRESETS), help="a named configuration (flags given override it)")
+    ap.add_argument(
+        "--preset", choices=sorted(PRESETS), help="a named configuration (flags given override it)"
+    )
     g = ap.add_argument_group("archive")
     g.add_argument("--data-dir", type=Path, help="where the archive is (default bench/data/<shape>)")
     g.add_argument("--nfiles", type=int, help="files (default 120)")
@@ -1522,12 +1601,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t = ap.add_argument_group("timing")
     t.add_argument("--out-dir", type=Path, help="results directory (default bench/out/<preset or shape>)")
     t.add_argument("--tools", help=f"comma-separated subset of {','.join(TOOLS)} (default per preset)")
-    t.add_argument("--with-padocc", action="store_true", help="also run PADOCC 1.5.1 (creates bench/.venv-padocc, ~1.1 GB)")
+    t.add_argument(
+        "--with-padocc",
+        action="store_true",
+        help="also run PADOCC 1.5.1 (creates bench/.venv-padocc, ~1.1 GB)",
+    )
     t.add_argument("--padocc-repeat", type=int, default=1, help="repeats for PADOCC (slow; default 1)")
     t.add_argument("--repeat", type=int, help="interleaved repeats per tool (median-wall run reported)")
     t.add_argument("--read-repeat", type=int, help="interleaved repeats of the open/read step")
     t.add_argument("--workers", type=int, default=1, help="padocc-like profile workers (default 1)")
-    t.add_argument("--layout", choices=("auto", "json", "parquet"), default="auto", help="padocc-like product layout")
+    t.add_argument(
+        "--layout", choices=("auto", "json", "parquet"), default="auto", help="padocc-like product layout"
+    )
     t.add_argument("--no-vz-fix", action="store_true", help="do not repair VirtualiZarr's scalar chunk keys")
     t.add_argument(
         "--create-venvs",
@@ -1536,8 +1621,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     t.add_argument("--no-read", action="store_true", help="skip the open/read step")
     t.add_argument("--no-check", action="store_true", help="skip the equality check")
-    t.add_argument("--slab-mb", type=int, default=256, help="slab size for reading and hashing (MiB)")
-    ap.add_argument("--summarize", nargs="+", type=Path, metavar="RESULTS_JSON", help="print one table from several results.json and exit")
+    t.add_argument("--slab-mb", type=int, default=128, help="slab size for reading and hashing (MiB)")
+    ap.add_argument(
+        "--summarize",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="print one table from several results.json and exit",
+    )
     args = ap.parse_args(argv)
     preset = PRESETS.get(args.preset or "", {})
     for key, default in DEFAULTS.items():

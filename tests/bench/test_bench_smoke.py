@@ -19,7 +19,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_refs.py"
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, subprocess.CompletedProcess[str]]:
+def smoke_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, float, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("bench")
     t0 = time.perf_counter()
     proc = subprocess.run(

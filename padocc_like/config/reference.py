@@ -304,21 +304,7 @@ with `configs/`. Bundled pipelines: `kerchunk` (the default), `kerchunk-sampled`
 The group written by `padocc-like demo`:
 
 ```yaml
-group: demo
-description: Synthetic daily climate archive (padocc-like demo)
-work_dir: work
-pipeline: kerchunk
-profile: local
-projects:
-  - id: tas-pr-day
-    description: Daily tas and pr, one netCDF4 file per month
-    sources:
-      glob: archive/*.nc
-    concat_dims: [time]
-    attributes:
-      global:
-        set: {{product_note: "Kerchunk aggregation made by padocc-like"}}
-```
+{demo_group}```
 
 Defaults, an inline profile, a list file, variable selection, and discovery of one project
 per directory of a CMIP-like tree:
@@ -534,7 +520,10 @@ def render_reference() -> str:
     _check_notes()
     used = _used_in()
     sections = [render_model(m, used.get(m.__name__, [])) for m in MODELS]
-    return INTRO.format(id_pattern=ID_PATTERN) + "\n".join(sections)
+    from ..demo import DEMO_GROUP  # lazily: demo imports numpy
+
+    demo_group = DEMO_GROUP.format().split("\n", 1)[1]  # without its comment line
+    return INTRO.format(id_pattern=ID_PATTERN, demo_group=demo_group) + "\n".join(sections)
 
 
 def main() -> None:

@@ -53,8 +53,31 @@ def test_same_project_is_locked(tmp_path, archive, write_group):
     assert api.run(g, ["init"])[0].status == "done"
 
 
-def test_file_level_workers_within_one_project(tmp_path, archive, write_group):
+def test_file_level_workers_within_one_project(tmp_path, archive, write_group, monkeypatch):
+    """The per-file process pool gives the same product as a serial scan."""
+    from pathlib import Path
+
+    from padocc_like.stages import files
+
     archive(n_files=6)
+    serial = api.open_group(write_group(_group(tmp_path, 1).replace("/work", "/serial"), "serial.yaml"))
+    assert all(o.status == "done" for o in api.run(serial, ["init", "scan", "compute"], workers=1))
+    monkeypatch.setattr(files, "PARALLEL_MIN_FILES", 2)  # force the pool for 6 files
+    used = []
+    real_pool = files.process_pool
+    monkeypatch.setattr(files, "process_pool", lambda n: used.append(n) or real_pool(n))
     g = api.open_group(write_group(_group(tmp_path, 1)))
     outs = api.run(g, ["init", "scan", "compute", "validate"], workers=2)
     assert all(o.status == "done" for o in outs), outs
+    assert used == [2]
+    product = Path(api.status(g)[0]["product"]["path"]).read_bytes()
+    assert product == Path(api.status(serial)[0]["product"]["path"]).read_bytes()
+
+
+def test_small_projects_skip_the_pool(tmp_path, archive, write_group, monkeypatch):
+    from padocc_like.stages import files
+
+    archive(n_files=3)
+    monkeypatch.setattr(files, "process_pool", lambda n: (_ for _ in ()).throw(AssertionError("pool")))
+    g = api.open_group(write_group(_group(tmp_path, 1)))
+    assert all(o.status == "done" for o in api.run(g, ["init", "scan"], workers=2))

@@ -119,28 +119,19 @@ def run(
 def project_status(group: Group, project_id: str) -> dict[str, Any]:
     """A project's derived status: furthest phase, state, failure reason, product."""
     paths = project_paths(group.work_dir, project_id)
+    empty = {"phase": None, "error_kind": None, "product": None, "updated": None}
     try:
         state = load_state(paths)
     except StateError as err:
         return {
+            **empty,
             "project": project_id,
-            "phase": None,
             "state": "failed",
             "reason": err.message,
             "error_kind": str(err.kind),
-            "product": None,
-            "updated": None,
         }
     if state is None:
-        return {
-            "project": project_id,
-            "phase": None,
-            "state": "pending",
-            "reason": "",
-            "error_kind": None,
-            "product": None,
-            "updated": None,
-        }
+        return {**empty, "project": project_id, "state": "pending", "reason": ""}
     phase_done = None
     state_name, reason, kind, at_phase = "pending", "", None, None
     for phase in PHASE_ORDER:
@@ -162,13 +153,11 @@ def project_status(group: Group, project_id: str) -> dict[str, Any]:
         break
     else:
         state_name = "done"
-    applicable = (
-        [str(p) for p in PHASE_ORDER if p in group.projects.get(project_id, None).phases]
-        if project_id in group.projects
-        else []
-    )
-    if state_name == "pending" and phase_done and applicable and phase_done == applicable[-1]:
-        state_name = "done"
+    project = group.projects.get(project_id)
+    last_phase = str(max(project.phases, key=PHASE_ORDER.index)) if project else None
+    if state_name == "pending" and phase_done is not None and phase_done == last_phase:
+        # every phase of the project's pipeline is done (it has no later phases)
+        state_name, at_phase = "done", None
     product = current_product(state)
     if state_name == "pending" and product and product.get("status") == "valid":
         state_name = "ready"

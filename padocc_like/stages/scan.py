@@ -10,7 +10,7 @@ import numpy as np
 
 from .._io import atomic_write_json, read_json, utc_now
 from ..config.models import ResolvedProject
-from ..errors import AggregationError, NotRepresentableError
+from ..errors import AggregationError
 from ..references.combine import CombineOptions, combine, select_variables
 from ..references.model import Aggregate, FileScan
 from ..sources import verify_manifest
@@ -69,8 +69,11 @@ def describe_variable(name: str, scans: list[FileScan]) -> dict[str, Any]:
     return info
 
 
-def analyse(scans: list[FileScan], project: ResolvedProject, sampled: bool) -> dict[str, Any]:
-    """The scan report: formats, variables, concat dims, verdict and estimates."""
+def analyse(
+    scans: list[FileScan], project: ResolvedProject, sampled: bool
+) -> tuple[dict[str, Any], Aggregate | None, AggregationError | None]:
+    """The scan report (formats, variables, concat dims, verdict), the combined aggregate
+    when the files combine, and otherwise the error that says why not."""
     options = combine_options(project)
     report: dict[str, Any] = {
         "format": SCAN_FORMAT,
@@ -85,24 +88,20 @@ def analyse(scans: list[FileScan], project: ResolvedProject, sampled: bool) -> d
     report["variables"] = {n: describe_variable(n, scans) for n in sorted(selected)}
     report["dimensions"] = scans[0].dims
     report["unlimited"] = list(scans[0].unlimited)
-    agg: Aggregate | None = None
     try:
         agg = combine(scans, options)
-    except NotRepresentableError as err:
+    except AggregationError as err:  # includes NotRepresentableError
         report["representable"] = False
         report["reason"] = err.message
         report["error_kind"] = str(err.kind)
-    except AggregationError as err:
-        report["representable"] = False
-        report["reason"] = err.message
-        report["error_kind"] = str(err.kind)
+        return report, None, err
     else:
         report["representable"] = True
         report["concat_dims"] = list(agg.concat_dims)
         report["notes"] = agg.notes
         report["fragments"] = [f.to_dict() for f in agg.fragments]
         report["dimensions"] = agg.dims
-    return report, agg
+    return report, agg, None
 
 
 def scan_stage(
@@ -117,7 +116,7 @@ def scan_stage(
     t0 = time.perf_counter()
     scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers)
     per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
-    report, agg = analyse(scans, project, sampled)
+    report, agg, problem = analyse(scans, project, sampled)
     report["files_total"] = len(entries)
     # estimates for the whole project, extrapolated from the scanned files
     scale = len(entries) / len(chosen)
@@ -142,10 +141,8 @@ def scan_stage(
     if agg is not None and not sampled:
         save_aggregate(paths.file_cache, aggregate_key(state), agg)
     atomic_write_json(paths.scan, report)
-    if project.product.kind is ProductKind.KERCHUNK and not report["representable"]:
-        kind = report.get("error_kind")
-        err_cls = NotRepresentableError if kind == "not-representable" else AggregationError
-        raise err_cls(report["reason"])
+    if project.product.kind is ProductKind.KERCHUNK and problem is not None:
+        raise problem
     what = f"{len(chosen)}/{len(entries)} files" + (" (sample)" if sampled else "")
     concat = ",".join(report.get("concat_dims", [])) or "none"
     return StageOutput(

@@ -35,6 +35,8 @@ projects:
         rep = api.report(g, "p")
         assert rep["verdict"] == "pass"
         assert rep["mode"] == spec.get("validation", {}).get("mode", "full")
+    row = api.status(g)[0]
+    assert (row["state"], row["phase"]) == ("done", spec["phases"][-1])  # nothing left to run
     catalog = (g.work_dir / "projects/p/catalog/item.json").exists()
     assert catalog == ("catalog" in spec["phases"])
     layout = spec.get("product", {}).get("layout", "auto")

@@ -25,6 +25,17 @@ def decode_chunk(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:
     return bytes(out)
 
 
+def encode_chunk(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:
+    """Apply a chunk's codec list in order (for chunks stored inline)."""
+    if not filters:
+        return data
+    from numcodecs import get_codec
+
+    for config in filters:
+        data = bytes(get_codec(dict(config)).encode(data))
+    return data
+
+
 def read_raw(var: VariableScan, read_range: Callable[[int, int], bytes]) -> np.ndarray:
     """Assemble ``var``'s stored values from its chunk table.
 

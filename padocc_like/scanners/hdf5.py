@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ScanError, UnsupportedFeatureError
 from ..references.model import MISSING, FileScan, VariableScan, decode_fill_value, encode_fill_value
+from ..references.read import encode_chunk
 from .base import HDF5_SIGNATURE, to_json_value
 
 # Attributes that are HDF5 / netCDF-4 bookkeeping, not user metadata.
@@ -361,7 +362,7 @@ class _FileReader:
             pass
         elif layout == h5py.h5d.COMPACT:
             # data lives in the object header: inline it
-            inline[0] = _encode(np.ascontiguousarray(ds[()]).tobytes(), filters)
+            inline[0] = encode_chunk(np.ascontiguousarray(ds[()]).tobytes(), filters)
         elif layout == h5py.h5d.CONTIGUOUS:
             offset = ds.id.get_offset()
             if offset is not None:
@@ -460,7 +461,7 @@ class _FileReader:
         zarr_fill = np.asarray(0 if fill_value is None else decode_fill_value(fill_value, dtype), dtype=dtype)
         if h5_fill.tobytes() == zarr_fill.tobytes():
             return  # readers already produce the right value
-        encoded = _encode(np.full(chunks, h5_fill, dtype=dtype).tobytes(), filters)
+        encoded = encode_chunk(np.full(chunks, h5_fill, dtype=dtype).tobytes(), filters)
         for i in missing:
             inline[i] = encoded
 
@@ -489,7 +490,7 @@ def _rebuild_edge_chunks(
             continue
         block = np.full(chunks, ds.fillvalue, dtype=ds.dtype)
         block[tuple(slice(0, r.stop - r.start) for r in region)] = ds[region]
-        inline[flat] = _encode(block.tobytes(), filters)
+        inline[flat] = encode_chunk(block.tobytes(), filters)
         offsets[flat] = MISSING
         lengths[flat] = 0
 
@@ -524,17 +525,6 @@ class _Dataset:
 
             self._hl = h5py.Dataset(self.id)
         return self._hl[key]
-
-
-def _encode(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:
-    """Encode raw chunk bytes through the variable's codec list (for inline chunks)."""
-    if not filters:
-        return data
-    from numcodecs import get_codec
-
-    for config in filters:
-        data = bytes(get_codec(dict(config)).encode(data))
-    return data
 
 
 def _is_scale(ds: Any) -> bool:

@@ -17,7 +17,8 @@ import numpy as np
 
 from .._io import atomic_directory, atomic_write_bytes, sha256_file, sha256_tree, utc_now
 from ..errors import ProductError
-from ..references.model import Aggregate, chunk_key
+from ..references.model import Aggregate, AggVariable, chunk_key, decode_fill_value
+from ..references.read import encode_chunk
 from ..types import ProductKind
 from .base import ProductRecord
 
@@ -28,6 +29,14 @@ JSON_BYTES_PER_REF = 110
 def _doc(obj: Any) -> str:
     # inner documents (.zarray/.zattrs) may hold NaN, as zarr-python writes them
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def fill_chunk(var: AggVariable) -> bytes:
+    """An encoded chunk of the variable's fill value: what readers produce for an unstored chunk."""
+    dtype = np.dtype(var.dtype)
+    fill = decode_fill_value(var.fill_value, dtype)
+    block = np.full(var.chunks or (), 0 if fill is None else fill, dtype=dtype)
+    return encode_chunk(block.tobytes(), var.filters)
 
 
 def aggregate_to_refs(aggregate: Aggregate) -> dict[str, Any]:
@@ -166,6 +175,11 @@ class KerchunkWriter:
                     for flat, data in var.inline.items():
                         if lo <= flat < hi:
                             raw[flat - lo] = data
+                    # fsspec reads a null path back as NaN under pandas >= 3 and then fails on
+                    # it: a chunk without a reference carries its fill-value chunk inline
+                    missing = valid & ~stored & np.equal(raw, None)
+                    if missing.any():
+                        raw[missing] = [fill_chunk(var)] * int(missing.sum())
                     frame = pd.DataFrame(
                         {
                             "path": path,

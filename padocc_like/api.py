@@ -16,12 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import status as _status
 from ._io import atomic_write_text, read_json
 from .config.load import Group, load_group
 from .config.models import ResolvedProject
 from .errors import ConfigError, StateError
 from .stages.base import PhaseOutcome, RunContext
-from .state.store import current_product, is_locked, load_state, project_paths
+from .state.store import current_product, load_state, project_paths
 from .types import PHASE_ORDER, Phase, Status
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "write_collection",
 ]
 
-STATE_FILTERS = ("done", "failed", "pending", "running", "interrupted", "ready")
+STATE_FILTERS = _status.STATE_FILTERS
 
 
 def open_group(path: str | Path) -> Group:
@@ -55,25 +56,10 @@ def select(
     subset: str | None = None,
 ) -> list[ResolvedProject]:
     """The group's projects, filtered by id, by derived state, or by a saved subset."""
-    chosen = list(group.projects.values())
-    if projects:
-        unknown = [p for p in projects if p not in group.projects]
-        if unknown:
-            raise ConfigError(f"{group.path}: no project {unknown[0]!r} in group {group.id!r}")
-        chosen = [group.projects[p] for p in projects]
-    if subset:
-        path = subset_path(group, subset)
-        if not path.exists():
-            raise ConfigError(f"no saved subset {subset!r} ({path})")
-        ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
-        chosen = [p for p in chosen if p.id in ids]
-    if states:
-        bad = [s for s in states if s not in STATE_FILTERS]
-        if bad:
-            raise ConfigError(f"unknown state filter {bad[0]!r}; use one of {', '.join(STATE_FILTERS)}")
-        rows = {r["project"]: r for r in status(group, chosen)}
-        chosen = [p for p in chosen if rows[p.id]["state"] in states]
-    return chosen
+    ids = _status.select_ids(
+        group.work_dir, group.id, last_phases(group), projects, states, subset, source=str(group.path)
+    )
+    return [group.projects[i] for i in ids]
 
 
 def run(
@@ -116,65 +102,16 @@ def run(
     return outcomes
 
 
+def last_phases(group: Group) -> dict[str, str | None]:
+    """Each project's last pipeline phase, in group order."""
+    return {p.id: str(max(p.phases, key=PHASE_ORDER.index)) for p in group.projects.values()}
+
+
 def project_status(group: Group, project_id: str) -> dict[str, Any]:
     """A project's derived status: furthest phase, state, failure reason, product."""
-    paths = project_paths(group.work_dir, project_id)
-    empty = {"phase": None, "error_kind": None, "product": None, "updated": None}
-    try:
-        state = load_state(paths)
-    except StateError as err:
-        return {
-            **empty,
-            "project": project_id,
-            "state": "failed",
-            "reason": err.message,
-            "error_kind": str(err.kind),
-        }
-    if state is None:
-        return {**empty, "project": project_id, "state": "pending", "reason": ""}
-    phase_done = None
-    state_name, reason, kind, at_phase = "pending", "", None, None
-    for phase in PHASE_ORDER:
-        rec = state["phases"][str(phase)]
-        st = rec.get("status")
-        if st == Status.DONE:
-            phase_done = str(phase)
-            continue
-        if st == Status.FAILED:
-            state_name, at_phase = "failed", str(phase)
-            reason, kind = rec["error"]["message"], rec["error"]["kind"]
-        elif st == Status.PENDING:
-            at_phase = str(phase)  # the phase the project waits for
-        elif st == Status.RUNNING:
-            at_phase = str(phase)
-            state_name = "running" if is_locked(paths) else "interrupted"
-            if state_name == "interrupted":
-                reason = f"{phase} was interrupted (process {rec.get('pid')} on {rec.get('host')} stopped); rerun it"
-        break
-    else:
-        state_name = "done"
     project = group.projects.get(project_id)
-    last_phase = str(max(project.phases, key=PHASE_ORDER.index)) if project else None
-    if state_name == "pending" and phase_done is not None and phase_done == last_phase:
-        # every phase of the project's pipeline is done (it has no later phases)
-        state_name, at_phase = "done", None
-    product = current_product(state)
-    if state_name == "pending" and product and product.get("status") == "valid":
-        state_name = "ready"
-    return {
-        "project": project_id,
-        "phase": at_phase or phase_done,
-        "last_done": phase_done,
-        "state": state_name,
-        "reason": reason,
-        "error_kind": kind,
-        "product": (
-            {k: product.get(k) for k in ("revision", "layout", "status", "path", "n_refs", "size")}
-            if product
-            else None
-        ),
-        "updated": state.get("updated"),
-    }
+    last = str(max(project.phases, key=PHASE_ORDER.index)) if project else None
+    return _status.project_status(group.work_dir, project_id, last)
 
 
 def status(group: Group, projects: Sequence[ResolvedProject] | None = None) -> list[dict[str, Any]]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 PHASES = ("init", "scan", "compute", "validate", "catalog")
@@ -155,15 +157,46 @@ def _cmd_phases(args: argparse.Namespace, phases: Sequence[str]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    from . import api
+def cache_dir() -> Path:
+    """Where the CLI keeps its caches: $PADOCC_LIKE_CACHE_DIR, else $XDG_CACHE_HOME/padocc-like."""
+    if os.environ.get("PADOCC_LIKE_CACHE_DIR"):
+        return Path(os.environ["PADOCC_LIKE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "padocc-like"
 
-    group = api.open_group(args.group)
-    rows = api.status(group, api.select(group, args.project, args.status, args.subset))
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from . import status as st
+    from .group_index import build_index, load_index, save_index
+
+    # an unchanged group answers from its index, without loading the YAML into models
+    index = load_index(cache_dir(), Path(args.group))
+    if index is None:
+        from . import api
+
+        group = api.open_group(args.group)
+        index = build_index(group)
+        if index is not None:
+            try:
+                save_index(cache_dir(), index)
+            except OSError as err:  # a cache: never fail the command for it
+                logging.getLogger(__name__).debug("cannot save the group index: %s", err)
+        else:
+            rows = api.status(group, api.select(group, args.project, args.status, args.subset))
+            return _print_status(args, group.id, str(group.work_dir), rows)
+    work_dir = Path(index.work_dir)
+    ids = st.select_ids(
+        work_dir, index.group_id, index.projects, args.project, args.status, args.subset, index.group_file
+    )
+    rows = [st.project_status(work_dir, pid, index.projects[pid]) for pid in ids]
+    return _print_status(args, index.group_id, index.work_dir, rows)
+
+
+def _print_status(args: argparse.Namespace, group_id: str, work_dir: str, rows: list[dict[str, Any]]) -> int:
     if args.json:
-        print(json.dumps({"group": group.id, "work_dir": str(group.work_dir), "projects": rows}, indent=1))
+        print(json.dumps({"group": group_id, "work_dir": work_dir, "projects": rows}, indent=1))
         return EXIT_OK
-    print(render_status(group.id, rows))
+    print(render_status(group_id, rows))
     return EXIT_OK
 
 

@@ -77,32 +77,40 @@ def _bundled_dir(kind: str) -> list[Path]:
     return [here / "_data" / kind, here.parent / kind]
 
 
-def _resolve_named(ref: str, kind: str, base_dir: Path) -> Path:
+def _resolve_named(ref: str, kind: str, base_dir: Path, looked_at: list[Path] | None = None) -> Path:
+    """The file a pipeline/profile reference names; ``looked_at`` collects every path tried."""
+    tried = looked_at if looked_at is not None else []
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        tried.append(path)
         if not path.is_file():
             raise ConfigError(f"{kind[:-1]} file {path} not found")
         return path
     candidates = [base_dir / kind, *_bundled_dir(kind)]
     for d in candidates:
         for ext in (".yaml", ".yml"):
+            tried.append(d / f"{ref}{ext}")
             if (d / f"{ref}{ext}").is_file():
                 return d / f"{ref}{ext}"
     known = sorted({p.stem for d in candidates if d.is_dir() for p in d.glob("*.y*ml")})
     raise ConfigError(f"no {kind[:-1]} named {ref!r}; known: {', '.join(known) or 'none'}")
 
 
-def load_pipeline(ref: str | PipelineConfig, base_dir: Path) -> PipelineConfig:
+def load_pipeline(
+    ref: str | PipelineConfig, base_dir: Path, looked_at: list[Path] | None = None
+) -> PipelineConfig:
     if isinstance(ref, PipelineConfig):
         return ref
-    path = _resolve_named(ref, "pipelines", base_dir)
+    path = _resolve_named(ref, "pipelines", base_dir, looked_at)
     return parse_model(PipelineConfig, read_yaml(path), str(path))
 
 
-def load_profile(ref: str | ProfileConfig, base_dir: Path) -> ProfileConfig:
+def load_profile(
+    ref: str | ProfileConfig, base_dir: Path, looked_at: list[Path] | None = None
+) -> ProfileConfig:
     if isinstance(ref, ProfileConfig):
         return ref
-    path = _resolve_named(ref, "configs", base_dir)
+    path = _resolve_named(ref, "configs", base_dir, looked_at)
     return parse_model(ProfileConfig, read_yaml(path), str(path))
 
 
@@ -115,6 +123,9 @@ class Group:
     pipeline: PipelineConfig
     profile: ProfileConfig
     projects: dict[str, ResolvedProject]
+    inputs: tuple[Path, ...] = ()
+    """Every file the group depends on: the group file, the pipeline and profile files, and the
+    paths tried before them (whose appearance would change the result)."""
 
     @property
     def id(self) -> str:
@@ -219,8 +230,9 @@ def load_group(path: str | Path) -> Group:
     path = Path(path).resolve()
     config = parse_model(GroupConfig, read_yaml(path), str(path))
     base_dir = path.parent
-    pipeline = load_pipeline(config.pipeline, base_dir)
-    profile = load_profile(config.profile, base_dir)
+    looked_at: list[Path] = [path]
+    pipeline = load_pipeline(config.pipeline, base_dir, looked_at)
+    profile = load_profile(config.profile, base_dir, looked_at)
     projects: dict[str, ResolvedProject] = {}
     for p in config.projects:
         projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir)
@@ -229,7 +241,14 @@ def load_group(path: str | Path) -> Group:
             if p.id in projects:
                 raise ConfigError(f"{path}: discovered project id {p.id!r} clashes with another project")
             projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir, entry.options)
-    return Group(config=config, path=path, pipeline=pipeline, profile=profile, projects=projects)
+    return Group(
+        config=config,
+        path=path,
+        pipeline=pipeline,
+        profile=profile,
+        projects=projects,
+        inputs=tuple(looked_at),
+    )
 
 
 def expand_sources(sources: Sources, base_dir: Path) -> list[str]:

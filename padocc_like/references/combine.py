@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import canonical_json
 from ..errors import AggregationError, NotRepresentableError
 from .model import (
     MISSING,
@@ -37,7 +38,7 @@ from .model import (
     Fragment,
     VariableScan,
 )
-from .read import file_reader, read_raw
+from .read import file_reader, read_raw, read_stored_chunks
 
 # Attributes that change how stored values decode; they must agree across files.
 PACKING_ATTRS = (
@@ -71,10 +72,32 @@ class CombineOptions:
 RawReader = Callable[[VariableScan, str], np.ndarray]
 
 
+StoredReader = Callable[[VariableScan, str], list[bytes | None]]
+
+
 def read_variable_from_file(var: VariableScan, url: str) -> np.ndarray:
     """Default :data:`RawReader`: read a variable's stored values from a local file."""
     with file_reader(url) as read_range:
         return read_raw(var, read_range)
+
+
+def read_stored_from_file(var: VariableScan, url: str) -> list[bytes | None]:
+    """Default :data:`StoredReader`: a variable's chunks as stored in a local file, undecoded."""
+    with file_reader(url) as read_range:
+        return read_stored_chunks(var, read_range)
+
+
+def _same_encoding(a: VariableScan, b: VariableScan) -> bool:
+    """Whether equal stored bytes imply equal values (same type, chunking, codecs, fill, chunks stored)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and a.chunks == b.chunks
+        and a.filters == b.filters
+        and canonical_json(a.fill_value) == canonical_json(b.fill_value)
+        and np.array_equal(a.offsets == MISSING, b.offsets == MISSING)
+        and a.inline.keys() == b.inline.keys()
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -173,7 +196,7 @@ def _is_time_units(units: Any) -> bool:
     return isinstance(units, str) and " since " in units
 
 
-def _decode_times(values: list[Any], units: str, calendar: str, url: str, dim: str) -> list[Any]:
+def _decode_times(values: Any, units: str, calendar: str, url: str, dim: str) -> list[Any]:
     import cftime
 
     try:
@@ -182,6 +205,30 @@ def _decode_times(values: list[Any], units: str, calendar: str, url: str, dim: s
         raise AggregationError(
             f"{url}: cannot decode coordinate {dim!r} with units {units!r} and calendar {calendar!r}: {err}"
         ) from err
+
+
+def _decode_all_times(
+    scans: Sequence[FileScan], selected: list[dict[str, VariableScan]], dim: str, calendar: str
+) -> list[list[Any]]:
+    """Each file's ``dim`` values as dates: one cftime call per distinct units and dtype,
+    not one per file (a file that fails is then decoded alone, to name it)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    arrays = [np.asarray(s.coords[dim]) for s in scans]
+    for i, sel in enumerate(selected):
+        groups.setdefault((sel[dim].attrs["units"], arrays[i].dtype.str), []).append(i)
+    out: list[list[Any]] = [[] for _ in scans]
+    for (units, _), members in groups.items():
+        try:
+            dates = _decode_times(np.concatenate([arrays[i] for i in members]), units, calendar, "", dim)
+        except AggregationError:
+            for i in members:  # raises, naming the file
+                out[i] = _decode_times(arrays[i], units, calendar, scans[i].url, dim)
+            raise
+        start = 0
+        for i in members:
+            out[i] = dates[start : start + len(arrays[i])]
+            start += len(arrays[i])
+    return out
 
 
 def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]) -> _Axis:
@@ -229,9 +276,8 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             units = sel[dim].attrs.get("units")
             if not _is_time_units(units):
                 raise AggregationError(f"{s.url}: coordinate {dim!r} has units {units!r}, others are times")
-            dates = _decode_times(s.coords[dim], units, calendar, s.url, dim)
-            decoded.append(dates)
-            keys.append(tuple(dates))
+        decoded = _decode_all_times(scans, selected, dim, calendar)
+        keys = [tuple(dates) for dates in decoded]
     else:
         if len(units_set) > 1:
             raise AggregationError(f"files give coordinate {dim!r} different units: {sorted(units_set)}")
@@ -249,20 +295,23 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             index[key] = len(block_keys)
             block_keys.append(key)
         block_of_file.append(index[key])
+    first_file_of_block: dict[int, int] = {}
+    for f, b in enumerate(block_of_file):
+        first_file_of_block.setdefault(b, f)
     for b, key in enumerate(block_keys):
         if len(key) == 0:
-            url = scans[block_of_file.index(b)].url
+            url = scans[first_file_of_block[b]].url
             raise AggregationError(f"{url}: dimension {dim!r} has length 0; nothing to concatenate")
         if len(key) > 1:
             diffs = [key[i + 1] > key[i] for i in range(len(key) - 1)]
             if not (all(diffs) or not any(diffs)) or any(key[i + 1] == key[i] for i in range(len(key) - 1)):
-                url = scans[block_of_file.index(b)].url
+                url = scans[first_file_of_block[b]].url
                 raise AggregationError(f"{url}: coordinate {dim!r} is not strictly monotonic within the file")
     # every file must run the same way (a one-step file has no direction of its own)
     falling = {b: key[1] < key[0] for b, key in enumerate(block_keys) if len(key) > 1}
     if len(set(falling.values())) > 1:
-        up = scans[block_of_file.index(next(b for b, f in falling.items() if not f))].url
-        down = scans[block_of_file.index(next(b for b, f in falling.items() if f))].url
+        up = scans[first_file_of_block[next(b for b, f in falling.items() if not f)]].url
+        down = scans[first_file_of_block[next(b for b, f in falling.items() if f)]].url
         raise AggregationError(
             f"coordinate {dim!r} increases in {up} but decreases in {down}; the files cannot "
             "form one monotonic coordinate"
@@ -275,8 +324,8 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
         last, first = block_keys[prev][-1], block_keys[nxt][0]
         overlapping = first <= last if not descending else first >= last
         if overlapping:
-            a = scans[block_of_file.index(prev)].url
-            b = scans[block_of_file.index(nxt)].url
+            a = scans[first_file_of_block[prev]].url
+            b = scans[first_file_of_block[nxt]].url
             shared = sorted(set(block_keys[prev]) & set(block_keys[nxt]))
             what = (
                 f"both contain {dim} = {', '.join(map(str, shared[:3]))}"
@@ -297,12 +346,12 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
     block_units: list[str | None] = []
     calendar = "standard"
     if time_like:
-        first_file = block_of_file.index(order[0])
+        first_file = first_file_of_block[order[0]]
         out_units = selected[first_file][dim].attrs.get("units")
         calendar = str(selected[first_file][dim].attrs.get("calendar", "standard"))
         dtype = np.dtype(selected[first_file][dim].dtype)
         for b in order:
-            f = block_of_file.index(b)
+            f = first_file_of_block[b]
             raw = np.asarray(scans[f].coords[dim])
             units = selected[f][dim].attrs.get("units")
             block_units.append(units)
@@ -320,7 +369,7 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             )
     else:
         for b in order:
-            values.append(np.asarray(scans[block_of_file.index(b)].coords[dim]))
+            values.append(np.asarray(scans[first_file_of_block[b]].coords[dim]))
             block_units.append(None)
     return _Axis(
         dim,
@@ -342,6 +391,7 @@ def combine(
     scans: Sequence[FileScan],
     options: CombineOptions = CombineOptions(),
     read_variable: RawReader = read_variable_from_file,
+    read_stored: StoredReader = read_stored_from_file,
 ) -> Aggregate:
     """Combine file scans into one :class:`Aggregate` or raise a precise error."""
     if not scans:
@@ -403,7 +453,7 @@ def combine(
         notes.extend(attr_notes)
         if not var_concat:
             variables[name] = _static_variable(
-                name, per_file, [scans[i].url for i in order], read_variable, url_pos, attrs
+                name, per_file, [scans[i].url for i in order], read_variable, read_stored, url_pos, attrs
             )
             continue
         materialize = (name in axes or name in bounds_of) and (
@@ -546,6 +596,7 @@ def _static_variable(
     per_file: list[VariableScan],
     urls: list[str],
     read_variable: RawReader,
+    read_stored: StoredReader,
     url_pos: dict[str, int],
     attrs: dict[str, Any],
 ) -> AggVariable:
@@ -557,8 +608,15 @@ def _static_variable(
                 f"variable {name!r} has shape {var.shape} in {url} but {first.shape} in {urls[0]}"
             )
     if len(per_file) > 1:
-        reference = read_variable(first, urls[0])
+        # equal stored bytes under the same encoding are equal values: compare those first,
+        # and decode only the files whose bytes differ (recompressed, or really different)
+        stored = read_stored(first, urls[0])
+        reference: np.ndarray | None = None
         for var, url in zip(per_file[1:], urls[1:], strict=True):
+            if _same_encoding(first, var) and read_stored(var, url) == stored:
+                continue
+            if reference is None:
+                reference = read_variable(first, urls[0])
             values = read_variable(var, url)
             if not _arrays_identical(reference, values):
                 n = int(np.count_nonzero(~_equal_mask(reference, values)))

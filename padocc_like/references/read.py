@@ -67,6 +67,19 @@ def read_raw(var: VariableScan, read_range: Callable[[int, int], bytes]) -> np.n
     return out
 
 
+def read_stored_chunks(var: VariableScan, read_range: Callable[[int, int], bytes]) -> list[bytes | None]:
+    """Each chunk's bytes as stored (still encoded), ``None`` for unstored chunks."""
+    out: list[bytes | None] = []
+    for flat in range(len(var.offsets)):
+        if flat in var.inline:
+            out.append(var.inline[flat])
+        elif var.offsets[flat] != MISSING:
+            out.append(read_range(int(var.offsets[flat]), int(var.lengths[flat])))
+        else:
+            out.append(None)
+    return out
+
+
 @contextlib.contextmanager
 def file_reader(path: str) -> Iterator[Callable[[int, int], bytes]]:
     """A ``read_range(offset, length)`` over a local file, open for the ``with`` block."""

@@ -1,59 +1,196 @@
-"""Scan the files of a manifest, with a per-file cache and optional process parallelism."""
+"""Scan the files of a manifest, with a per-project scan cache and optional process parallelism."""
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import atomic_write_bytes, atomic_write_json, canonical_json, read_json, sha256_text
+from .._io import atomic_write_bytes, canonical_json, sha256_text
 from ..references.model import FileScan
 from ..runners.pool import process_pool
 from ..scanners.base import scan_file
 
 log = logging.getLogger(__name__)
 
+PARALLEL_MIN_FILES = 64
+"""Fewest uncached files worth starting worker processes for. The calling process scans too,
+from the other end of the list, so a slow worker start-up costs little."""
 
-PARALLEL_MIN_FILES = 200
-"""Fewest uncached files worth a process pool (~7 ms each, against ~0.4 s of worker start-up)."""
+BATCH_FILES = 16
+"""Files per unit of work handed to a worker."""
+
+SEGMENT_FILES = 1024
+SEGMENT_SECONDS = 10.0
+"""New scans are saved as a cache segment every this many files or seconds (whichever comes
+first), so that a killed scan resumes from where it was."""
+
+CACHE_FORMAT = "padocc-like/scan-cache"
+SEGMENT_GLOB = "scans-*.pkl"
 
 
-def _cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
+def cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
+    """What a file's scan depends on: the package version, the file's identity and the threshold."""
     return sha256_text(
         canonical_json([__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold])
     )
 
 
-def _scan_one(args: tuple[dict[str, Any], int, str]) -> tuple[FileScan, bool]:
-    entry, inline_threshold, cache_dir = args
-    cache = Path(cache_dir) / f"{_cache_key(entry, inline_threshold)}.json"
-    if cache.exists():
+class ScanCache:
+    """A project's scans, kept as a few pickled segments of ``{key: FileScan}``.
+
+    One file per project instead of one per source file: a 10,000-file project
+    writes a handful of files, not 10,000. Segments are renamed into place but
+    not fsynced; a lost or unreadable segment only means those files are scanned again.
+    """
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = cache_dir
+        self.scans: dict[str, FileScan] = {}
+        self.segments: list[Path] = sorted(cache_dir.glob(SEGMENT_GLOB))
+        self._pending: dict[str, FileScan] = {}
+        self._last_flush = time.monotonic()
+        for path in self.segments:
+            try:
+                payload = pickle.loads(path.read_bytes())
+                if payload.get("format") != CACHE_FORMAT or payload.get("version") != __version__:
+                    continue
+                self.scans.update(payload["scans"])
+            except Exception as err:  # a damaged segment is a cache miss, never a failure
+                log.warning("ignoring unreadable scan cache segment %s: %s", path, err)
+
+    def get(self, key: str) -> FileScan | None:
+        return self.scans.get(key)
+
+    def add(self, key: str, scan: FileScan) -> None:
+        self.scans[key] = scan
+        self._pending[key] = scan
+        if len(self._pending) >= SEGMENT_FILES or time.monotonic() - self._last_flush > SEGMENT_SECONDS:
+            self.flush()
+
+    def _write(self, scans: dict[str, FileScan]) -> Path:
+        path = self.dir / f"scans-{time.time_ns():020d}-{os.getpid()}.pkl"
+        payload = {"format": CACHE_FORMAT, "version": __version__, "scans": scans}
+        atomic_write_bytes(path, pickle.dumps(payload, protocol=5), durable=False)
+        return path
+
+    def flush(self) -> None:
+        """Save the scans added since the last flush as a new segment."""
+        if self._pending:
+            self.segments.append(self._write(self._pending))
+            self._pending = {}
+        self._last_flush = time.monotonic()
+
+    def compact(self) -> None:
+        """Flush, then merge the segments into one (when there is more than one)."""
+        self.flush()
+        if len(self.segments) <= 1:
+            return
+        merged = self._write(dict(self.scans))
+        for path in self.segments:
+            path.unlink(missing_ok=True)
+        self.segments = [merged]
+
+
+def _scan_batch(args: tuple[list[str], int]) -> list[FileScan]:
+    urls, inline_threshold = args
+    return [scan_file(url, inline_threshold=inline_threshold) for url in urls]
+
+
+def _shared_map(
+    fn: Callable[[Any], list[FileScan]], batches: list[Any], workers: int
+) -> Iterator[tuple[int, list[FileScan]]]:
+    """Run ``fn`` over ``batches`` in ``workers - 1`` processes *and* this one.
+
+    A feeder thread starts the pool and hands batches from the front to the
+    workers (at most two each in flight); this process takes batches from the
+    back meanwhile. It starts at once, so worker start-up (~0.3 s) overlaps
+    useful work instead of adding to it. Yields ``(batch index, result)`` in no
+    particular order; the first error stops the feeding and is raised.
+    """
+    queue = deque(range(len(batches)))
+    lock = threading.Lock()
+    stop = threading.Event()
+    submitted: list[tuple[int, Future[list[FileScan]]]] = []
+    feeder_error: list[BaseException] = []
+    pool = process_pool(workers - 1)
+
+    def feed() -> None:
         try:
-            return FileScan.from_dict(read_json(cache)), True
-        except (OSError, ValueError, KeyError):
-            log.warning("ignoring unreadable scan cache %s", cache)
-    scan = scan_file(entry["url"], inline_threshold=inline_threshold)
-    atomic_write_json(cache, scan.to_dict(), indent=None, durable=False)  # a lost entry is rescanned
-    return scan, False
+            in_flight: set[Future[list[FileScan]]] = set()
+            while not stop.is_set():
+                with lock:
+                    if not queue:
+                        return
+                    i = queue.popleft()
+                future = pool.submit(fn, batches[i])
+                submitted.append((i, future))
+                in_flight.add(future)
+                if len(in_flight) >= 2 * (workers - 1):
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    if any(f.exception() is not None for f in done):
+                        return
+        except BaseException as err:  # surfaced in the calling thread
+            feeder_error.append(err)
+
+    feeder = threading.Thread(target=feed, name="padocc-like-scan-feeder", daemon=True)
+    feeder.start()
+    try:
+        while True:
+            with lock:
+                if not queue:
+                    break
+                i = queue.pop()
+            yield i, fn(batches[i])
+        feeder.join()
+        if feeder_error:
+            raise feeder_error[0]
+        for i, future in submitted:
+            yield i, future.result()
+    finally:
+        stop.set()
+        feeder.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def scan_entries(
     entries: list[dict[str, Any]], inline_threshold: int, cache_dir: Path, workers: int = 1
 ) -> list[FileScan]:
-    """Scan manifest entries (cached by URL, size and mtime), in manifest order."""
+    """Scan manifest entries (cached by URL, size and mtime), in manifest order.
+
+    With ``workers > 1`` and enough uncached files, ``workers - 1`` worker
+    processes scan alongside this one. The scans are the same either way.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(e, inline_threshold, str(cache_dir)) for e in entries]
-    uncached = sum(1 for e in entries if not (cache_dir / f"{_cache_key(e, inline_threshold)}.json").exists())
-    # a worker costs ~0.4 s to start: parallelise only when the files to scan outweigh it
-    if workers > 1 and uncached >= PARALLEL_MIN_FILES:
-        with process_pool(min(workers, len(jobs))) as pool:
-            results = list(pool.map(_scan_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-    else:
-        results = [_scan_one(j) for j in jobs]
-    hits = sum(1 for _, hit in results if hit)
-    log.info("scanned %d files (%d from cache)", len(results), hits)
-    return [scan for scan, _ in results]
+    cache = ScanCache(cache_dir)
+    keys = [cache_key(e, inline_threshold) for e in entries]
+    results: list[FileScan | None] = [cache.get(k) for k in keys]
+    todo = [i for i, scan in enumerate(results) if scan is None]
+    try:
+        if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
+            batches = [todo[j : j + BATCH_FILES] for j in range(0, len(todo), BATCH_FILES)]
+            jobs = [([entries[i]["url"] for i in batch], inline_threshold) for batch in batches]
+            for b, scans in _shared_map(_scan_batch, jobs, workers):
+                for i, scan in zip(batches[b], scans, strict=True):
+                    results[i] = scan
+                    cache.add(keys[i], scan)
+        else:
+            for i in todo:
+                scan = scan_file(entries[i]["url"], inline_threshold=inline_threshold)
+                results[i] = scan
+                cache.add(keys[i], scan)
+    finally:
+        cache.compact()  # keeps what was scanned even when a file failed
+    log.info("scanned %d files (%d from cache)", len(results), len(results) - len(todo))
+    return [scan for scan in results if scan is not None]
 
 
 def aggregate_cache(cache_dir: Path) -> Path:

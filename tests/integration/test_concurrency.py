@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from padocc_like import api
 from padocc_like.state.store import project_lock, project_paths
 
@@ -63,15 +65,46 @@ def test_file_level_workers_within_one_project(tmp_path, archive, write_group, m
     serial = api.open_group(write_group(_group(tmp_path, 1).replace("/work", "/serial"), "serial.yaml"))
     assert all(o.status == "done" for o in api.run(serial, ["init", "scan", "compute"], workers=1))
     monkeypatch.setattr(files, "PARALLEL_MIN_FILES", 2)  # force the pool for 6 files
+    monkeypatch.setattr(files, "BATCH_FILES", 1)
     used = []
     real_pool = files.process_pool
     monkeypatch.setattr(files, "process_pool", lambda n: used.append(n) or real_pool(n))
     g = api.open_group(write_group(_group(tmp_path, 1)))
     outs = api.run(g, ["init", "scan", "compute", "validate"], workers=2)
     assert all(o.status == "done" for o in outs), outs
-    assert used == [2]
+    assert used == [1]  # one worker process beside this one
     product = Path(api.status(g)[0]["product"]["path"]).read_bytes()
     assert product == Path(api.status(serial)[0]["product"]["path"]).read_bytes()
+
+
+def _pid_after_nap(seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_shared_map_splits_work_between_this_process_and_the_workers():
+    """The calling process works from the back while the workers start; every batch runs once."""
+    import os
+
+    from padocc_like.stages import files
+
+    batches = [0.05] * 40  # 2 s of naps: the worker (~0.3 s to start) must take part
+    got = dict(files._shared_map(_pid_after_nap, batches, workers=2))
+    assert sorted(got) == list(range(40))
+    pids = set(got.values())
+    assert os.getpid() in pids and len(pids) == 2, pids
+    # the caller took batches from the back, the worker from the front
+    assert got[39] == os.getpid() and got[0] != os.getpid()
+
+
+def test_shared_map_raises_the_first_error():
+    from padocc_like.stages import files
+
+    with pytest.raises(TypeError):
+        list(files._shared_map(_pid_after_nap, [0.01] * 5 + ["not seconds"] + [0.01] * 5, workers=2))
 
 
 def test_small_projects_skip_the_pool(tmp_path, archive, write_group, monkeypatch):

@@ -22,7 +22,7 @@ import pytest
 import xarray as xr
 
 from padocc_like.errors import AggregationError, NotRepresentableError
-from padocc_like.references.combine import CombineOptions, combine
+from padocc_like.references.combine import CombineOptions, combine, read_variable_from_file
 from padocc_like.references.model import Aggregate, FileScan
 from padocc_like.scanners.hdf5 import HDF5Scanner
 from padocc_like.writers.kerchunk import aggregate_to_refs
@@ -437,6 +437,32 @@ def test_static_variable_identical_appears_once(tmp_path: Path) -> None:
         assert set(var.url_index[var.url_index >= 0].tolist()) <= {agg.urls.index(str(a))}
     assert agg.variables["orog"].shape == (4, 5)
     assert_product_equals(agg, concat_files([a, b]))
+
+
+def test_static_variables_equal_in_stored_bytes_are_not_decoded(tmp_path: Path) -> None:
+    """Identical stored bytes under the same encoding prove identity without decoding."""
+    a = write_nc(tmp_path / "a.nc", 0, 10)
+    b = write_nc(tmp_path / "b.nc", 10, 10)
+
+    def no_decoding(var: Any, url: str) -> np.ndarray:
+        if var.name in ("time", "time_bnds"):  # materialised along time: read, as always
+            return read_variable_from_file(var, url)
+        raise AssertionError(f"decoded {var.name} of {url}")
+
+    agg = combine(scan_all([a, b]), read_variable=no_decoding)
+    assert "time" not in agg.variables["orog"].dims
+
+
+def test_static_variables_stored_differently_are_compared_by_value(tmp_path: Path) -> None:
+    """Equal values stored with another chunking still count as identical; different values do not."""
+    a = write_nc(tmp_path / "a.nc", 0, 10, variables=())
+    b = write_nc(tmp_path / "b.nc", 10, 10, variables=(), chunk_lat=2)
+    assert scan_all([a])[0].variables["orog"].chunks != scan_all([b])[0].variables["orog"].chunks
+    agg = combine_files([a, b])
+    assert_product_equals(agg, concat_files([a, b]))
+    c = write_nc(tmp_path / "c.nc", 20, 10, variables=(), chunk_lat=2, orog_offset=0.5)
+    with pytest.raises(AggregationError, match="'orog'"):
+        combine_files([a, c])
 
 
 # --- selection and concatenation dims ----------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Derived project status, read from state files only (no configuration models needed).
+
+The CLI's ``status`` answers from here through the group index
+(:mod:`padocc_like.group_index`) without importing pydantic or parsing YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, StateError
+from .state.store import current_product, is_locked, load_state, project_paths
+from .types import PHASE_ORDER, Status
+
+STATE_FILTERS = ("done", "failed", "pending", "running", "interrupted", "ready")
+
+
+def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> dict[str, Any]:
+    """A project's derived status: furthest phase, state, failure reason, product.
+
+    ``last_phase`` is the last phase of the project's pipeline (``None`` if unknown).
+    """
+    paths = project_paths(work_dir, project_id)
+    empty = {"phase": None, "error_kind": None, "product": None, "updated": None}
+    try:
+        state = load_state(paths)
+    except StateError as err:
+        return {
+            **empty,
+            "project": project_id,
+            "state": "failed",
+            "reason": err.message,
+            "error_kind": str(err.kind),
+        }
+    if state is None:
+        return {**empty, "project": project_id, "state": "pending", "reason": ""}
+    phase_done = None
+    state_name, reason, kind, at_phase = "pending", "", None, None
+    for phase in PHASE_ORDER:
+        rec = state["phases"][str(phase)]
+        st = rec.get("status")
+        if st == Status.DONE:
+            phase_done = str(phase)
+            continue
+        if st == Status.FAILED:
+            state_name, at_phase = "failed", str(phase)
+            reason, kind = rec["error"]["message"], rec["error"]["kind"]
+        elif st == Status.PENDING:
+            at_phase = str(phase)  # the phase the project waits for
+        elif st == Status.RUNNING:
+            at_phase = str(phase)
+            state_name = "running" if is_locked(paths) else "interrupted"
+            if state_name == "interrupted":
+                reason = f"{phase} was interrupted (process {rec.get('pid')} on {rec.get('host')} stopped); rerun it"
+        break
+    else:
+        state_name = "done"
+    if state_name == "pending" and phase_done is not None and phase_done == last_phase:
+        # every phase of the project's pipeline is done (it has no later phases)
+        state_name, at_phase = "done", None
+    product = current_product(state)
+    if state_name == "pending" and product and product.get("status") == "valid":
+        state_name = "ready"
+    return {
+        "project": project_id,
+        "phase": at_phase or phase_done,
+        "last_done": phase_done,
+        "state": state_name,
+        "reason": reason,
+        "error_kind": kind,
+        "product": (
+            {k: product.get(k) for k in ("revision", "layout", "status", "path", "n_refs", "size")}
+            if product
+            else None
+        ),
+        "updated": state.get("updated"),
+    }
+
+
+def select_ids(
+    work_dir: Path,
+    group_id: str,
+    last_phases: dict[str, str | None],
+    projects: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+    subset: str | None = None,
+    source: str = "",
+) -> list[str]:
+    """Project ids filtered by id, by saved subset and by derived state, in group order."""
+    chosen = list(last_phases)
+    if projects:
+        unknown = [p for p in projects if p not in last_phases]
+        if unknown:
+            raise ConfigError(f"{source}: no project {unknown[0]!r} in group {group_id!r}")
+        chosen = list(projects)
+    if subset:
+        path = work_dir / "subsets" / f"{subset}.txt"
+        if not path.exists():
+            raise ConfigError(f"no saved subset {subset!r} ({path})")
+        ids = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        chosen = [p for p in chosen if p in ids]
+    if states:
+        bad = [s for s in states if s not in STATE_FILTERS]
+        if bad:
+            raise ConfigError(f"unknown state filter {bad[0]!r}; use one of {', '.join(STATE_FILTERS)}")
+        chosen = [p for p in chosen if project_status(work_dir, p, last_phases[p])["state"] in states]
+    return chosen

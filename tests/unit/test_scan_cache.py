@@ -1,0 +1,96 @@
+"""The per-project scan cache: segments, resumption, damage and compaction."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from padocc_like.stages import files
+from padocc_like.stages.files import ScanCache, cache_key, scan_entries
+
+
+def _entries(paths: list[Path]) -> list[dict]:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append({"url": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return out
+
+
+def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    scanned: list[str] = []
+    real = files.scan_file
+
+    def counting(url: str, **kw):
+        scanned.append(url)
+        return real(url, **kw)
+
+    monkeypatch.setattr(files, "scan_file", counting)
+    return scanned
+
+
+def test_second_scan_reads_everything_from_one_segment(tmp_path, archive, monkeypatch):
+    entries = _entries(archive(n_files=5))
+    cache_dir = tmp_path / "cache"
+    scanned = _count_scans(monkeypatch)
+    first = scan_entries(entries, 500, cache_dir)
+    assert len(scanned) == 5
+    assert len(list(cache_dir.glob("scans-*.pkl"))) == 1
+    again = scan_entries(entries, 500, cache_dir)
+    assert len(scanned) == 5, "cached files were scanned again"
+    assert [s.to_dict() for s in again] == [s.to_dict() for s in first]
+
+
+def test_key_changes_with_threshold_size_and_mtime(tmp_path, archive):
+    entry = _entries(archive(n_files=1))[0]
+    base = cache_key(entry, 500)
+    assert cache_key(entry, 100) != base
+    assert cache_key({**entry, "size": entry["size"] + 1}, 500) != base
+    assert cache_key({**entry, "mtime_ns": entry["mtime_ns"] + 1}, 500) != base
+
+
+def test_a_failed_scan_keeps_the_files_scanned_before_it(tmp_path, archive, monkeypatch):
+    paths = archive(n_files=4)
+    entries = _entries(paths)
+    broken = {**entries[2], "url": str(tmp_path / "missing.nc")}
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError):
+        scan_entries([entries[0], entries[1], broken, entries[3]], 500, cache_dir)
+    scanned = _count_scans(monkeypatch)
+    scan_entries(entries, 500, cache_dir)
+    assert scanned == [str(paths[2]), str(paths[3])]  # the first two came from the cache
+
+
+def test_damaged_or_foreign_segments_are_cache_misses(tmp_path, archive, monkeypatch):
+    entries = _entries(archive(n_files=3))
+    cache_dir = tmp_path / "cache"
+    scan_entries(entries, 500, cache_dir)
+    (segment,) = cache_dir.glob("scans-*.pkl")
+    segment.write_bytes(segment.read_bytes()[:40])  # truncated
+    (cache_dir / "scans-0-0.pkl").write_bytes(b"not a pickle")
+    scanned = _count_scans(monkeypatch)
+    result = scan_entries(entries, 500, cache_dir)
+    assert len(scanned) == 3 and len(result) == 3
+    # and the damaged segments were compacted away
+    assert len(list(cache_dir.glob("scans-*.pkl"))) == 1
+
+
+def test_segments_flush_by_count_and_compact_into_one(tmp_path, archive, monkeypatch):
+    entries = _entries(archive(n_files=5))
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    monkeypatch.setattr(files, "SEGMENT_FILES", 2)
+    written: list[int] = []
+    real_write = ScanCache._write
+
+    def spy(self, scans):
+        written.append(len(scans))
+        return real_write(self, scans)
+
+    monkeypatch.setattr(ScanCache, "_write", spy)
+    scan_entries(entries, 500, cache_dir)
+    assert written == [2, 2, 1, 5]  # three flushed segments, then one merged segment
+    assert len(list(cache_dir.glob("scans-*.pkl"))) == 1
+    assert len(ScanCache(cache_dir).scans) == 5

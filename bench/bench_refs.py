@@ -41,9 +41,11 @@ RESULTS_VERSION = 1
 GENERATOR_VERSION = 1
 FILE_PREFIX = "tas_pr_day_bench_"
 PROJECT_ID = "bench"
-TOOLS = ("ours", "kerchunk", "vz", "floor", "padocc")
+TOOLS = ("ours", "ours2", "kerchunk", "vz", "floor", "padocc")
+OURS = ("ours", "ours2")  # padocc-like with --workers N, and with 2 workers
 TOOL_LABELS = {
     "ours": "padocc-like",
+    "ours2": "padocc-like (2 workers)",
     "kerchunk": "kerchunk",
     "vz": "VirtualiZarr",
     "floor": "floor (h5py chunk_iter + attrs)",
@@ -105,7 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ntime": 30,
         "nlat": 18,
         "nlon": 36,
-        "tools": "ours,kerchunk,floor",
+        "tools": "ours,ours2,kerchunk,floor",
         "repeat": 1,
         "read_repeat": 1,
         "create_venvs": False,
@@ -115,9 +117,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ntime": 30,
         "nlat": 180,
         "nlon": 360,
-        "tools": "ours,kerchunk,vz,floor",
+        "tools": "ours,ours2,kerchunk,vz,floor",
         "repeat": 5,
-        "read_repeat": 3,
+        "read_repeat": 5,
         "create_venvs": True,
     },
     "scale-1200": {
@@ -125,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ntime": 30,
         "nlat": 90,
         "nlon": 180,
-        "tools": "ours,kerchunk,vz,floor",
+        "tools": "ours,ours2,kerchunk,vz,floor",
         "repeat": 2,
         "read_repeat": 1,
         "create_venvs": True,
@@ -133,9 +135,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "scale-10000": {
         "nfiles": 10000,
         "ntime": 30,
-        "nlat": 90,
-        "nlon": 180,
-        "tools": "ours,kerchunk,vz,floor",
+        "nlat": 45,
+        "nlon": 90,
+        "tools": "ours,ours2,kerchunk,vz,floor",
         "repeat": 1,
         "read_repeat": 1,
         "create_venvs": True,
@@ -825,6 +827,7 @@ def w_check(job: dict[str, Any], probe: Probe) -> dict[str, Any]:
 WORKERS: dict[str, Callable[[dict[str, Any], Probe], dict[str, Any]]] = {
     "gen": w_gen,
     "ours": w_ours,
+    "ours2": w_ours,
     "kerchunk": w_kerchunk,
     "vz": w_vz,
     "floor": w_floor,
@@ -869,6 +872,7 @@ class Bench:
         self.runs = self.out_dir / "runs"
         self.interpreters: dict[str, str] = {
             "ours": sys.executable,
+            "ours2": sys.executable,
             "kerchunk": sys.executable,
             "floor": sys.executable,
         }
@@ -1014,7 +1018,8 @@ class Bench:
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         job: dict[str, Any] = {"files": self.files}
-        if tool == "ours":
+        if tool in OURS:
+            workers = 2 if tool == "ours2" else self.args.workers
             work = run_dir / "work"
             group_yaml = run_dir / "group.yaml"
             group_yaml.write_text(
@@ -1022,14 +1027,14 @@ class Bench:
                 f"group: {PROJECT_ID}\n"
                 f"work_dir: {json.dumps(str(work))}\n"
                 "pipeline: kerchunk\n"
-                f"profile: {{name: bench, workers: {self.args.workers}, inline_threshold: {INLINE_THRESHOLD}}}\n"
+                f"profile: {{name: bench, workers: {workers}, inline_threshold: {INLINE_THRESHOLD}}}\n"
                 "projects:\n"
                 f"  - id: {PROJECT_ID}\n"
                 f"    sources: {{glob: {json.dumps(str(self.data_dir / (FILE_PREFIX + '*.nc')))}}}\n"
                 "    concat_dims: [time]\n"
                 f"    product: {{layout: {self.args.layout}}}\n"
             )
-            job.update({"group_yaml": str(group_yaml), "work_dir": str(work), "workers": self.args.workers})
+            job.update({"group_yaml": str(group_yaml), "work_dir": str(work), "workers": workers})
         elif tool == "kerchunk":
             job.update({"product": str(run_dir / "kerchunk.json"), "identical_dims": IDENTICAL_DIMS})
         elif tool == "vz":
@@ -1055,7 +1060,7 @@ class Bench:
                 f"{tool} r{rep}: wall {res['wall_s']:.2f} s, {res['per_file_ms']:.1f} ms/file, "
                 f"{res['maxrss_mib']:.0f} MiB"
             )
-            if tool == "ours":
+            if tool in OURS:
                 msg += " (" + ", ".join(f"{k} {v:.2f} s" for k, v in res["phases_s"].items()) + ")"
         else:
             msg = f"{tool} r{rep}: FAILED: {res.get('error')} (see {res['log']})"
@@ -1101,7 +1106,7 @@ class Bench:
             for t, s in summary.items()
             if s.get("status") == "ok" and (s["median"].get("product") or {}).get("path")
         }
-        ours_hashes = sorted({r["product"]["sha256"] for r in runs.get("ours", []) if r.get("ok")})
+        ours_hashes = sorted({r["product"]["sha256"] for t in OURS for r in runs.get(t, []) if r.get("ok")})
 
         reads: dict[str, Any] = {}
         read_targets: dict[str, str | None] = {
@@ -1418,13 +1423,19 @@ def render_markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tool, s in tools.items():
-        workers = str(st["workers"]) if tool == "ours" else "1"
+        workers = {"ours": str(st["workers"]), "ours2": "2"}.get(tool, "1")
         lines.append(_tool_row(tool, s, ours, workers))
     lines.append("")
     ratios = []
     if ours and ours.get("status") == "ok":
         for tool, s in tools.items():
-            if tool != "ours" and s.get("status") == "ok":
+            if tool == "ours2" and s.get("status") == "ok":
+                ratios.append(
+                    f"2 workers: ours / ours (2 workers) = "
+                    f"{ratio(ours['median']['per_file_ms'], s['median']['per_file_ms'])} per file, "
+                    f"{ratio(ours['median']['wall_s'], s['median']['wall_s'])} wall"
+                )
+            elif tool != "ours" and s.get("status") == "ok":
                 ratios.append(
                     f"{TOOL_LABELS[tool].split(' ')[0]} / ours = "
                     f"{ratio(s['median']['per_file_ms'], ours['median']['per_file_ms'])} per file, "
@@ -1450,7 +1461,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         ]
         hashes = r.get("ours_product_sha256") or []
         lines += [
-            f"padocc-like products of all {ours['ok_runs']} repeats were "
+            f"padocc-like products of all {sum(tools[t].get('ok_runs', 0) for t in OURS if t in tools)} runs "
+            + ("(1 and 2 workers) " if "ours2" in tools else "")
+            + "were "
             + ("byte-identical." if len(hashes) <= 1 else f"NOT identical ({len(hashes)} distinct)."),
             "",
         ]
@@ -1551,7 +1564,7 @@ def summarize(paths: list[Path]) -> str:
         eq = r.get("equality", {}).get("products", {})
         for tool, s in r["tools"].items():
             label = TOOL_LABELS.get(tool, tool)
-            workers = r["settings"]["workers"] if tool == "ours" else 1
+            workers = {"ours": r["settings"]["workers"], "ours2": 2}.get(tool, 1)
             if s.get("status") != "ok":
                 lines.append(
                     f"| {run} | {a['nfiles']} | {shape} | {human_bytes(a['bytes'])} | {label} | {workers} "

@@ -66,7 +66,7 @@ def test_smoke_preset(smoke_run: tuple[Path, float, subprocess.CompletedProcess[
     results = json.loads((out / "results.json").read_text())
     assert results["format"] == "padocc-like/bench-refs"
     assert results["archive"]["nfiles"] == 4
-    for tool in ("ours", "kerchunk", "floor"):
+    for tool in ("ours", "ours2", "kerchunk", "floor"):
         summary = results["tools"][tool]
         assert summary["status"] == "ok", summary
         median = summary["median"]
@@ -78,7 +78,8 @@ def test_smoke_preset(smoke_run: tuple[Path, float, subprocess.CompletedProcess[
     equality = results["equality"]
     assert equality["checked"] is True
     assert equality["ok"] is True
-    assert set(equality["products"]) == {"ours", "kerchunk"}
+    assert set(equality["products"]) == {"ours", "ours2", "kerchunk"}
+    assert results["ours_deterministic"] is True  # 1 and 2 workers wrote the same bytes
     assert all(p["equal"] for p in equality["products"].values())
     assert results["reads"]["ours"]["open_s"] > 0
     assert results["versions"]["main"]["padocc-like"]
@@ -98,4 +99,4 @@ def test_summarize(smoke_run: tuple[Path, float, subprocess.CompletedProcess[str
     )
     assert table.returncode == 0, table.stderr
     rows = [line for line in table.stdout.splitlines() if line.startswith("| out |")]
-    assert len(rows) == 3  # ours, kerchunk, floor
+    assert len(rows) == 4  # ours, ours2, kerchunk, floor

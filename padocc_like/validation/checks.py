@@ -2,9 +2,11 @@
 
 The product is opened the way users open it (xarray, through its writer's
 ``open_dataset``); the sources are read independently of our scanners and
-combiner: raw stored values with netCDF4-python, decoded values with xarray's
-netCDF4 engine. Where each file sits in the product is found from the
-*values* of its coordinates, not from anything the compute phase recorded.
+combiner, with netCDF4-python and xarray's ``netcdf4`` engine. Each array is
+read once per side; decoded values are derived from the raw ones with xarray's
+CF decoder and each side's attributes (:mod:`.values`, :mod:`.compare`). Where
+each file sits in the product is found from the *values* of its coordinates,
+not from anything the compute phase recorded.
 
 Checks, each producing :class:`~.report.Finding` objects:
 
@@ -16,15 +18,21 @@ Checks, each producing :class:`~.report.Finding` objects:
   from configured edits and values that vary between files (listed as allowed);
 * ``values``: every raw stored value is bitwise equal and every decoded value
   equal (NaN-aware) in every file (or a sample of steps in ``sampled`` mode).
+
+Reading the sources and comparing values run file by file, in this process and,
+for large projects with ``workers > 1``, a process pool (:mod:`.parallel`); the
+findings are merged in manifest order, so the report does not depend on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +40,13 @@ import numpy as np
 
 from ..config.models import ResolvedProject
 from ..types import ValidationMode
+from . import values
+from .compare import RAW_OPEN, decoded_open
+from .parallel import Workers, blocks_of, heap_reused
 from .report import Finding, Severity
+from .values import SourceInfo, is_dtype_note
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SourceInfo:
-    url: str
-    dims: dict[str, int]
-    coords: dict[str, np.ndarray]  # decoded coordinate values per dimension
-    attrs: dict[str, Any]
-    variables: list[str]
-    var_units: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -82,30 +84,12 @@ def attrs_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _bitwise_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise bitwise equality (NaN payloads included) of two same-dtype arrays."""
-    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
-    b = np.ascontiguousarray(b, dtype=b.dtype.newbyteorder("="))
-    if a.dtype.kind in "fc":
-        view = {2: np.uint16, 4: np.uint32, 8: np.uint64, 16: np.uint64}[a.dtype.itemsize]
-        return a.view(view) == b.view(view)
-    return a == b
-
-
 def _all_equal(a: np.ndarray, b: np.ndarray) -> bool:
     """True if equal element-wise; values of incomparable types (calendars) are unequal."""
     try:
         return bool(np.all(a == b))
     except TypeError:
         return False
-
-
-def _decoded_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype.kind == "f" and b.dtype.kind == "f":
-        return (a == b) | (np.isnan(a) & np.isnan(b))
-    if a.dtype.kind == "M" and b.dtype.kind == "M":
-        return (a == b) | (np.isnat(a) & np.isnat(b))
-    return np.asarray(a == b)
 
 
 def product_urls(path: str, layout: str) -> set[str]:
@@ -123,27 +107,10 @@ def product_urls(path: str, layout: str) -> set[str]:
     return urls
 
 
-def _time_coder() -> Any:
-    """Decode times to cftime objects always, so every calendar compares alike."""
-    import xarray as xr
-
-    return xr.coders.CFDatetimeCoder(use_cftime=True)
-
-
 def read_source_info(url: str) -> SourceInfo:
-    import xarray as xr
-
-    with xr.open_dataset(
-        url,
-        engine="netcdf4",
-        decode_times=_time_coder(),
-        mask_and_scale=False,
-        decode_timedelta=False,
-    ) as ds:
-        coords = {d: np.asarray(ds[d].values) for d in ds.dims if d in ds.variables}
-        # decoded times carry their units in .encoding, not .attrs
-        var_units = {v: ds[v].encoding.get("units", ds[v].attrs.get("units")) for v in ds.variables}
-        return SourceInfo(url, dict(ds.sizes), coords, dict(ds.attrs), list(ds.variables), var_units)
+    """What coverage needs from one source (as ``xarray.open_dataset`` with ``mask_and_scale=False``
+    and cftime times sees it)."""
+    return values.read_source(url)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -434,175 +401,54 @@ def _short(v: Any, n: int = 80) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def _sample_indices(n: int, fraction: float) -> np.ndarray:
-    k = max(1, math.ceil(n * fraction))
-    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
-
-
-def check_values(
-    product_raw: Any,
-    product_dec: Any,
-    source: SourceInfo,
-    layout: Layout,
-    mode: ValidationMode,
-    sample_fraction: float,
-    stats: dict[str, int],
-    reencoded: set[str],
-    seen_dtype_note: set[str],
-) -> Iterator[Finding]:
-    """Raw (bitwise) and decoded (NaN-aware) comparison of one file with its slice of the product."""
-    import netCDF4
-    import xarray as xr
-
-    try:
-        nc = netCDF4.Dataset(source.url)
-    except OSError as err:
-        yield Finding(
-            "values", Severity.ERROR, f"cannot open the source with netCDF4: {err}", file=source.url
-        )
-        return
-    nc.set_auto_maskandscale(False)
-    dec = xr.open_dataset(source.url, engine="netcdf4", decode_times=_time_coder(), decode_timedelta=False)
-    try:
-        for name in sorted(product_raw.variables):
-            if name not in nc.variables:
-                continue
-            var_nc = nc.variables[name]
-            sel: dict[str, Any] = {}
-            src_sel: list[Any] = [slice(None)] * var_nc.ndim
-            for d in layout.concat_dims:
-                if d in product_raw[name].dims:
-                    a, b = layout.ranges[source.url][d]
-                    if mode is ValidationMode.SAMPLED and d == layout.concat_dims[0]:
-                        idx = _sample_indices(b - a, sample_fraction)
-                        sel[d] = idx + a
-                        src_sel[var_nc.dimensions.index(d)] = idx
-                    else:
-                        sel[d] = slice(a, b)
-            try:
-                p_raw = np.asarray(product_raw[name].isel(sel).values)
-            except Exception as err:
-                yield Finding(
-                    "values",
-                    Severity.ERROR,
-                    f"cannot read the product's data: {type(err).__name__}: {err}",
-                    variable=name,
-                    file=source.url,
-                )
-                continue
-            s_raw = np.asarray(var_nc[tuple(src_sel)] if var_nc.ndim else var_nc[...])
-            if p_raw.dtype.newbyteorder("=") != s_raw.dtype.newbyteorder("=") and name not in reencoded:
-                yield Finding(
-                    "structure",
-                    Severity.ERROR,
-                    f"dtype differs: product {p_raw.dtype}, source {s_raw.dtype}",
-                    variable=name,
-                    file=source.url,
-                )
-                continue
-            if p_raw.shape != s_raw.shape:
-                yield Finding(
-                    "values",
-                    Severity.ERROR,
-                    f"shape differs: product {p_raw.shape}, source {s_raw.shape}",
-                    variable=name,
-                    file=source.url,
-                )
-                continue
-            if name not in reencoded:
-                eq = _bitwise_equal(p_raw, s_raw)
-                bad = int(eq.size - np.count_nonzero(eq))
-                stats["values_compared"] += int(eq.size)
-                if bad:
-                    first = np.unravel_index(int(np.argmin(eq.reshape(-1))), eq.shape) if eq.ndim else ()
-                    yield Finding(
-                        "values",
-                        Severity.ERROR,
-                        f"{bad} of {eq.size} raw values differ (first at index {tuple(int(i) for i in first)})",
-                        variable=name,
-                        file=source.url,
-                        count=bad,
-                    )
-                    continue
-            # decoded values, as users see them
-            try:
-                p_dec = np.asarray(product_dec[name].isel(sel).values)
-            except Exception as err:
-                yield Finding(
-                    "values",
-                    Severity.ERROR,
-                    f"cannot decode the product's data: {type(err).__name__}: {err}",
-                    variable=name,
-                    file=source.url,
-                )
-                continue
-            src_isel = {
-                d: sel[d] - layout.ranges[source.url][d][0] if not isinstance(sel[d], slice) else slice(None)
-                for d in sel
-            }
-            s_dec = np.asarray(dec[name].isel(src_isel).values)
-            if p_dec.dtype != s_dec.dtype:
-                if p_dec.dtype.kind == s_dec.dtype.kind == "f" and name not in seen_dtype_note:
-                    seen_dtype_note.add(name)
-                    yield Finding(
-                        "values",
-                        Severity.ALLOWED,
-                        f"decodes as {p_dec.dtype} (source {s_dec.dtype}): JSON attributes carry no float32 type; values are compared in the source's type",
-                        variable=name,
-                    )
-                if p_dec.dtype.kind == s_dec.dtype.kind == "f":
-                    p_dec = p_dec.astype(s_dec.dtype)
-            try:
-                eq = _decoded_equal(p_dec, s_dec)
-            except Exception as err:  # incomparable types
-                yield Finding(
-                    "values",
-                    Severity.ERROR,
-                    f"decoded values cannot be compared: {err}",
-                    variable=name,
-                    file=source.url,
-                )
-                continue
-            bad = int(np.size(eq) - np.count_nonzero(eq))
-            stats["values_compared"] += int(np.size(eq))
-            if bad:
-                yield Finding(
-                    "values",
-                    Severity.ERROR,
-                    f"{bad} of {np.size(eq)} decoded values differ",
-                    variable=name,
-                    file=source.url,
-                    count=bad,
-                )
-    finally:
-        dec.close()
-        nc.close()
+def _source_bytes(urls: list[str]) -> int:
+    total = 0
+    for url in urls:
+        with contextlib.suppress(OSError):
+            total += Path(url).stat().st_size
+    return total
 
 
 def validate(
-    open_product: Any,
+    open_product: Callable[..., Any],
     product_path: str,
     layout_name: str,
     manifest_urls: list[str],
     project: ResolvedProject,
     mode: ValidationMode,
+    workers: int = 1,
 ) -> tuple[list[Finding], dict[str, int]]:
-    """Run every check; return the findings and counters."""
+    """Run every check; return the findings and counters.
+
+    ``open_product(**kwargs)`` opens the product as an xarray Dataset; with ``workers > 1``
+    and enough data it must be picklable (it is sent to the pool's processes, which open
+    the product themselves). The findings do not depend on ``workers``.
+    """
+    with heap_reused():
+        return _validate(open_product, product_path, layout_name, manifest_urls, project, mode, workers)
+
+
+def _validate(
+    open_product: Callable[..., Any],
+    product_path: str,
+    layout_name: str,
+    manifest_urls: list[str],
+    project: ResolvedProject,
+    mode: ValidationMode,
+    workers: int,
+) -> tuple[list[Finding], dict[str, int]]:
     import netCDF4
 
     findings: list[Finding] = []
-    stats = {"files": len(manifest_urls), "variables": 0, "values_compared": 0}
+    stats = {"files": len(manifest_urls), "variables": 0, "values_compared": 0, "bytes_compared": 0}
+    token = uuid.uuid4().hex
+    pool = Workers(workers, _source_bytes(manifest_urls), (values.warm, (token, open_product)))
     try:
         # raw view: no char-array concatenation either, to match netCDF4's raw reads
-        product_raw = open_product(
-            mask_and_scale=False,
-            decode_times=False,
-            decode_timedelta=False,
-            decode_coords=False,
-            concat_characters=False,
-        )
-        product_dec = open_product(decode_times=_time_coder(), decode_timedelta=False)
+        product_raw = open_product(**RAW_OPEN)
+        product_dec = open_product(**decoded_open())
     except Exception as err:
+        pool.close()
         findings.append(
             Finding(
                 "structure",
@@ -611,15 +457,25 @@ def validate(
             )
         )
         return findings, stats
+    side = values.ProductSide(product_raw)
+    values.register_product(token, side)
     try:
         sources = []
-        for url in manifest_urls:
-            try:
-                sources.append(read_source_info(url))
-            except Exception as err:
+        reads = [
+            r
+            for block in pool.map_blocks(_read_sources, None, blocks_of(manifest_urls, pool.processes))
+            for r in block
+        ]
+        specs: dict[str, Any] = {}
+        metas: dict[str, Any] = {}
+        for r in reads:
+            if r.info is None:
                 findings.append(
-                    Finding("structure", Severity.ERROR, f"cannot read the source: {err}", file=url)
+                    Finding("structure", Severity.ERROR, f"cannot read the source: {r.error}", file=r.url)
                 )
+            else:
+                sources.append(r.info)
+                specs[r.url], metas[r.url] = r.specs, r.meta
         if len(sources) != len(manifest_urls):
             return findings, stats
         # structure: the expected variables
@@ -688,21 +544,26 @@ def validate(
             )
         with netCDF4.Dataset(layout.first_url) as first_nc:
             findings.extend(check_attributes(product_raw, sources, first_nc, layout, project))
+        task = values.ValueTask(
+            token,
+            open_product,
+            tuple(layout.concat_dims),
+            frozenset(reencoded),
+            mode,
+            project.validation.sample_fraction,
+        )
+        jobs = [values.FileJob(s.url, layout.ranges[s.url], specs[s.url], metas[s.url]) for s in sources]
         seen: set[str] = set()
-        for s in sources:
-            findings.extend(
-                check_values(
-                    product_raw,
-                    product_dec,
-                    s,
-                    layout,
-                    mode,
-                    project.validation.sample_fraction,
-                    stats,
-                    reencoded,
-                    seen,
-                )
-            )
+        for block in pool.map_blocks(values.compare_block, task, blocks_of(jobs, pool.processes)):
+            for result in block:
+                for f in result.findings:
+                    if is_dtype_note(f):
+                        if f.variable in seen:
+                            continue
+                        seen.add(str(f.variable))
+                    findings.append(f)
+                stats["values_compared"] += result.values_compared
+                stats["bytes_compared"] += result.bytes_compared
         # fill values and dtypes of the whole product against the first file
         with netCDF4.Dataset(layout.first_url) as first_nc:
             for name in product_raw.variables:
@@ -722,5 +583,12 @@ def validate(
                         )
         return findings, stats
     finally:
+        pool.close()
+        values.forget_product(token)
+        side.close(dataset=False)
         product_raw.close()
         product_dec.close()
+
+
+def _read_sources(_: None, urls: list[str]) -> list[values.SourceRead]:
+    return values.read_block(urls)

@@ -1,0 +1,162 @@
+"""Validation's element comparisons and its decoding of arrays already read.
+
+Validation reads each array once per side and decodes the raw values itself with
+xarray's CF decoder; these tests pin that this gives exactly what
+``xarray.open_dataset`` gives, variable by variable, on a file with every kind of
+decoding (packing, masks, unsigned, time bounds without units, character arrays).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from padocc_like.validation.compare import (
+    bitwise_equal,
+    count_decoded_unequal,
+    decode_array,
+    decode_specs,
+    time_coder,
+)
+from padocc_like.validation.parallel import Workers, blocks_of
+from padocc_like.validation.values import read_source
+
+
+def _nan(payload: int) -> np.float32:
+    return np.array([0x7FC00000 | payload], dtype=np.uint32).view(np.float32)[0]
+
+
+def test_bitwise_equal_sees_nan_payloads_and_signed_zeros():
+    a = np.array([1.0, _nan(0), 0.0, 2.0], dtype=np.float32)
+    b = np.array([1.0, _nan(1), -0.0, 2.0], dtype=np.float32)
+    assert bitwise_equal(a, b).tolist() == [True, False, False, True]
+    assert bitwise_equal(a, a.copy()).all()
+
+
+def test_bitwise_equal_compares_values_across_byte_orders():
+    a = np.arange(5, dtype="<f4")
+    assert bitwise_equal(a, a.astype(">f4")).all()
+
+
+def test_count_decoded_unequal_is_nan_aware_with_a_bitwise_fast_path():
+    a = np.array([1.0, np.nan, 0.0, 3.0], dtype=np.float32)
+    assert count_decoded_unequal(a, a.copy()) == (0, 4)  # identical bits
+    b = np.array([1.0, _nan(5), -0.0, 3.0], dtype=np.float32)
+    assert count_decoded_unequal(a, b) == (0, 4)  # another NaN, a signed zero: equal values
+    c = np.array([1.0, 2.0, 0.0, 4.0], dtype=np.float32)
+    assert count_decoded_unequal(a, c) == (2, 4)
+    t = np.array(["2000-01-01", "NaT"], dtype="M8[ns]")
+    assert count_decoded_unequal(t, t.copy()) == (0, 2)
+    assert count_decoded_unequal(np.array(["a", "b"]), np.array(["a", "c"])) == (1, 2)
+
+
+def _write_everything(path: Path) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("bnds", 2)
+        ds.createDimension("x", 4)
+        ds.createDimension("strlen", 5)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.setncatts({"units": "days since 2000-01-01", "calendar": "360_day", "bounds": "time_bnds"})
+        t[:] = [0.5, 1.5, 2.5]
+        tb = ds.createVariable("time_bnds", "f8", ("time", "bnds"))  # no units: inherits time's
+        tb[:] = [[0, 1], [1, 2], [2, 3]]
+        x = ds.createVariable("x", "f4", ("x",))
+        x[:] = [1, 2, 3, 4]
+        packed = ds.createVariable("packed", "i2", ("time", "x"), fill_value=np.int16(-999))
+        packed.setncatts({"scale_factor": np.float32(0.5), "add_offset": np.float32(10)})
+        packed.set_auto_maskandscale(False)
+        packed[:] = np.array([[1, 2, -999, 4], [5, -999, 7, 8], [9, 10, 11, -999]], dtype="i2")
+        masked = ds.createVariable("masked", "f4", ("time", "x"))
+        masked.setncatts({"missing_value": np.float32(1e20)})
+        masked.set_auto_maskandscale(False)
+        masked[:] = np.array([[1, 1e20, 3, 4], [5, 6, 1e20, 8], [9, 10, 11, 12]], dtype="f4")
+        unsigned = ds.createVariable("unsigned", "i1", ("x",))
+        unsigned.setncatts({"_Unsigned": "true"})
+        unsigned.set_auto_maskandscale(False)
+        unsigned[:] = np.array([-1, 0, 1, -128], dtype="i1")
+        names = ds.createVariable("names", "S1", ("x", "strlen"))
+        names.set_auto_chartostring(False)
+        names[:] = np.array([list(w.ljust(5)) for w in ("ab", "cde", "f", "ghijk")], dtype="S1")
+        elapsed = ds.createVariable("elapsed", "f8", ("time",))
+        elapsed.setncatts({"units": "hours since 2000-01-01 00:00"})
+        elapsed[:] = [0, 6, 12]
+
+
+def test_decoding_raw_arrays_gives_what_open_dataset_gives(tmp_path):
+    """Every variable: raw (netCDF4, nothing decoded) + its spec == xarray.open_dataset's values."""
+    import netCDF4
+    import xarray as xr
+
+    path = tmp_path / "everything.nc"
+    _write_everything(path)
+    info, specs, meta = read_source(str(path))
+    assert specs is not None and specs["time_bnds"].attrs["units"] == "days since 2000-01-01"
+    assert specs["names"].stack_char_dim and not specs["x"].stack_char_dim
+    with (
+        netCDF4.Dataset(path) as nc,
+        xr.open_dataset(path, engine="netcdf4", decode_times=time_coder(), decode_timedelta=False) as ds,
+    ):
+        nc.set_auto_maskandscale(False)
+        nc.set_auto_chartostring(False)
+        assert set(specs) == set(ds.variables) == set(meta)
+        for name in ds.variables:
+            raw = np.asarray(nc.variables[name][...])
+            got, want = decode_array(name, specs[name], raw), np.asarray(ds[name].values)
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            assert count_decoded_unequal(got, want)[0] == 0, name
+            # any block along the first axis decodes to the same block
+            if raw.ndim >= 2:
+                assert count_decoded_unequal(decode_array(name, specs[name], raw[1:]), want[1:])[0] == 0
+    assert info.dims == {"time": 3, "bnds": 2, "x": 4}  # the character dimension is joined
+    assert info.var_units["time"] == "days since 2000-01-01"
+    assert info.coords["time"][0].strftime().startswith("2000-01-01")
+
+
+def test_decode_specs_reads_no_data_but_time_samples(tmp_path):
+    import xarray as xr
+
+    path = tmp_path / "everything.nc"
+    _write_everything(path)
+    with xr.open_dataset(path, mask_and_scale=False, decode_times=False, concat_characters=False) as ds:
+        specs, decoded = decode_specs(ds.variables, ds.attrs)
+        assert "units" not in ds["time_bnds"].attrs  # the dataset's own attributes are untouched
+        assert specs["packed"].attrs["scale_factor"] == np.float32(0.5)
+        assert decoded["packed"].dtype == np.float32
+
+
+def test_blocks_are_contiguous_ordered_and_complete():
+    items = list(range(23))
+    for processes in (1, 2, 3, 10):
+        blocks = blocks_of(items, processes)
+        assert [i for b in blocks for i in b] == items
+        assert all(b for b in blocks) and len(blocks) <= max(1, 8 * processes)
+    assert blocks_of([], 2) == []
+
+
+def _square(offset: int, block: list[int]) -> list[int]:
+    return [offset + i * i for i in block]
+
+
+@pytest.mark.slow
+def test_pool_and_this_process_share_blocks_in_order(monkeypatch):
+    monkeypatch.setattr("padocc_like.validation.parallel.PARALLEL_MIN_BYTES", 0)
+    workers = Workers(2, data_bytes=1, warm=None)
+    try:
+        assert workers.pool is not None and workers.processes == 2
+        blocks = blocks_of(list(range(100)), workers.processes)
+        assert workers.map_blocks(_square, 7, blocks) == [_square(7, b) for b in blocks]
+    finally:
+        workers.close()
+    serial = Workers(1, data_bytes=1, warm=None)  # one worker: this process alone
+    assert serial.pool is None and serial.processes == 1
+    assert serial.map_blocks(_square, 7, [[1, 2], [3]]) == [[8, 11], [16]]
+
+
+def test_little_data_stays_in_this_process():
+    workers = Workers(2, data_bytes=1 << 20, warm=None)
+    assert workers.pool is None and workers.processes == 1

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from .._io import canonical_json
 from ..errors import AggregationError, NotRepresentableError
 from .model import (
     MISSING,
@@ -94,7 +93,7 @@ def _same_encoding(a: VariableScan, b: VariableScan) -> bool:
         and a.shape == b.shape
         and a.chunks == b.chunks
         and a.filters == b.filters
-        and canonical_json(a.fill_value) == canonical_json(b.fill_value)
+        and _same(a.fill_value, b.fill_value)
         and np.array_equal(a.offsets == MISSING, b.offsets == MISSING)
         and a.inline.keys() == b.inline.keys()
     )

@@ -76,7 +76,7 @@ class KerchunkWriter:
     def __init__(
         self,
         *,
-        parquet_threshold_bytes: int = 100 << 20,
+        parquet_threshold_bytes: int = 32 << 20,
         record_size: int = 100_000,
         layout: str = "auto",
     ) -> None:

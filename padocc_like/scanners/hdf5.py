@@ -1,16 +1,26 @@
-"""HDF5 and netCDF4 files, read with h5py.
+"""HDF5 and netCDF-4 files.
 
-Chunk byte ranges come straight from HDF5's chunk index (``chunk_iter``);
-Zarr v2 metadata is built here without going through zarr-python or xarray.
-Everything that cannot be referenced exactly raises
+Two backends read the raw HDF5 facts of a file (the root group's datasets: dataspace,
+datatype, layout, filters, fill value, attributes, dimension scales and chunk index):
+
+* the native one (:mod:`.hdf5_native`), a pure-Python reader of the HDF5 file format,
+  tried first because it is several times faster than h5py at reading attributes;
+* h5py's low-level API (this module), used for every file the native reader declines.
+
+One builder (:class:`_FileReader`) turns either backend's facts into the
+:class:`~padocc_like.references.model.FileScan`, so both give the same scan. Chunk byte
+ranges come straight from HDF5's chunk index; Zarr v2 metadata is built here without going
+through zarr-python or xarray. Everything that cannot be referenced exactly raises
 :class:`~padocc_like.errors.UnsupportedFeatureError` naming the variable.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -78,76 +88,159 @@ _FILTER_NAMES = {
 
 
 HIDDEN_ATTR_BYTES = frozenset(a.encode() for a in HIDDEN_ATTRS)
+BACKENDS = ("auto", "native", "h5py")
+
+log = logging.getLogger(__name__)
 
 
-def read_attributes(oid: Any) -> tuple[dict[str, Any], Any]:
-    """User attributes of an HDF5 object (low-level API, no bookkeeping attributes) and its
-    raw ``_FillValue`` (None if absent). Hidden attributes are skipped without being read."""
-    from h5py import h5a
+class EmptyAttribute:
+    """An attribute with a null dataspace (h5py's ``Empty``): a type and no value."""
 
-    names: list[bytes] = []
-    h5a.iterate(oid, lambda name, *_: names.append(name))
-    attrs: dict[str, Any] = {}
-    fill = None
-    for name in names:
-        if name in HIDDEN_ATTR_BYTES and name != b"_FillValue":
-            continue
-        value = _read_attribute(h5a.open(oid, name))
-        if name == b"_FillValue":
-            fill = value
-        else:
-            attrs[name.decode("utf-8", errors="replace")] = _attr_value(value)
-    return attrs, fill
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
 
 
-def _read_attribute(attr: Any) -> Any:
-    """An attribute's value as numpy data (as h5py's AttributeManager reads it)."""
-    import h5py
-    from h5py import h5t
-
-    shape = attr.shape
-    file_type = attr.get_type()
-    dtype = file_type.dtype
-    if shape is None:
-        return h5py.Empty(dtype)
-    if dtype.kind in "biufS" and dtype.subdtype is None and dtype.names is None:
-        # fixed-size values: reading with the file's own type skips building a memory type;
-        # numbers keep the file's byte order, which conversion to Python values absorbs
-        arr = np.empty(shape, dtype=dtype)
-        attr.read(arr, mtype=file_type)
-        return arr
-    # variable-length, compound and array types: h5py's own conversion path
-    if dtype.subdtype is not None:
-        base, sub = dtype.subdtype
-        arr = np.zeros(shape + sub, dtype=base)
-    else:
-        arr = np.zeros(shape, dtype=dtype)
-    attr.read(arr, mtype=h5t.py_create(dtype))
-    return arr
-
-
-def _attr_value(value: Any) -> Any:
-    import h5py
-
-    if isinstance(value, h5py.Empty):
+def attribute_value(value: Any) -> Any:
+    """The JSON value of an attribute read as numpy data (:func:`_read_attribute`)."""
+    if isinstance(value, EmptyAttribute):
         return "" if value.dtype.kind in "SO" else None
     return to_json_value(value)
+
+
+def string_bytes(value: Any) -> bytes:
+    """A string attribute's bytes, from its numpy value (b"" if it is not a string)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | np.bytes_):
+        return bytes(value)
+    return b""
+
+
+# --- the facts a backend provides ---------------------------------------------------------------
+
+
+class Dataset(Protocol):
+    """One dataset of the root group, as a backend reads it."""
+
+    shape: tuple[int, ...]
+    ndim: int
+    maxshape: tuple[int | None, ...]
+    dtype: np.dtype
+    layout: str
+    """``compact``, ``contiguous``, ``chunked`` or ``virtual``."""
+
+    @property
+    def address(self) -> int:
+        """The object header's address (identifies dimension scales)."""
+        ...
+
+    @property
+    def is_scale(self) -> bool: ...
+
+    @property
+    def fillvalue(self) -> Any:
+        """The dataset's HDF5 fill value, a numpy scalar of ``dtype``."""
+        ...
+
+    def check_dtype(self, where: str) -> None:
+        """Raise UnsupportedFeatureError for types without a Zarr equivalent."""
+        ...
+
+    def attr_bytes(self, name: str) -> bytes:
+        """A string attribute's bytes (b"" if absent or not a string)."""
+        ...
+
+    def attributes(self) -> tuple[dict[str, Any], Any]:
+        """User attributes (JSON values) and the raw ``_FillValue`` (None if absent)."""
+        ...
+
+    def num_scales(self, axis: int) -> int: ...
+
+    def filters(self) -> list[tuple[int, tuple[int, ...], bytes]]:
+        """(filter id, client values, name) of each filter of the pipeline, in order."""
+        ...
+
+    def has_external_storage(self) -> bool: ...
+
+    def chunk_shape(self) -> tuple[int, ...]: ...
+
+    def contiguous_storage(self) -> tuple[int | None, int]:
+        """(byte offset or None if unallocated, size) of contiguous data."""
+        ...
+
+    def stored_chunks(self, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored chunk: element offsets (n, ndim), byte offsets, sizes, filter masks.
+        (``where`` names the variable in errors.)"""
+        ...
+
+    def read(self, region: Any = ()) -> np.ndarray:
+        """Values (``ds[region]``), as HDF5 reads them (fill value where nothing is stored)."""
+        ...
+
+
+class Source(Protocol):
+    """One opened file, whichever backend reads it."""
+
+    path: str
+    size: int
+
+    def has_root_attribute(self, name: bytes) -> bool: ...
+
+    def root_attributes(self) -> dict[str, Any]: ...
+
+    def datasets(self) -> Iterator[tuple[str, Dataset]]:
+        """The root group's datasets in HDF5's name order; refuses groups and external links."""
+        ...
+
+    def scale_name(self, ds: Dataset, axis: int, known: dict[int, str]) -> str:
+        """The dimension name of the one scale attached to ``axis`` (``known``: scale
+        addresses to names)."""
+        ...
+
+    def read_bytes(self, offset: int, length: int) -> bytes: ...
+
+
+# --- the scanner --------------------------------------------------------------------------------
 
 
 class HDF5Scanner:
     """Scanner for HDF5 files, including netCDF-4."""
 
     name: ClassVar[str] = "hdf5"
-    description: ClassVar[str] = "HDF5 and netCDF-4 files (h5py)"
+    description: ClassVar[str] = "HDF5 and netCDF-4 files (native HDF5 reader, h5py fallback)"
+    backend: ClassVar[str] = "auto"
+    """``auto`` (the native reader, h5py for what it declines), ``native`` or ``h5py``."""
 
-    def __init__(self, *, inline_threshold: int = 500) -> None:
+    def __init__(self, *, inline_threshold: int = 500, backend: str | None = None) -> None:
         self.inline_threshold = inline_threshold
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise ValueError(f"unknown HDF5 backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+            self.backend = backend  # type: ignore[misc]
 
     @staticmethod
     def sniff(head: bytes) -> bool:
         return head.startswith(HDF5_SIGNATURE)
 
     def __call__(self, path: str) -> FileScan:
+        if self.backend != "h5py":
+            from .hdf5_native import scan_native
+
+            try:
+                return scan_native(path, self.inline_threshold)
+            except FileNotFoundError:
+                raise
+            except Exception as err:
+                if self.backend == "native":
+                    raise
+                log.debug("%s: native HDF5 reader declined, reading with h5py: %s", path, err)
+        return self._scan_h5py(path)
+
+    def _scan_h5py(self, path: str) -> FileScan:
         import h5py
 
         try:
@@ -158,30 +251,31 @@ class HDF5Scanner:
             raise ScanError(f"{path}: cannot open as HDF5 (corrupt or truncated?): {err}") from err
         try:
             with h5, open(path, "rb") as raw:
-                return _FileReader(path, h5, raw, self.inline_threshold).scan()
+                return _FileReader(_H5pySource(path, h5, raw), self.inline_threshold).scan()
         except (ScanError, FileNotFoundError):
             raise
         except Exception as err:  # h5py raises many error types on damaged files
             raise ScanError(f"{path}: failed while reading HDF5 metadata: {err!r}") from err
 
 
-class _FileReader:
-    def __init__(self, path: str, h5: Any, raw: Any, inline_threshold: int) -> None:
-        self.path = path
-        self.h5 = h5
-        self.raw = raw
-        self.inline_threshold = inline_threshold
-        self.size = Path(path).stat().st_size
-        from h5py import h5a
+# --- the shared builder -------------------------------------------------------------------------
 
-        self.is_netcdf4 = bool(h5a.exists(h5.id, b"_NCProperties"))
+
+class _FileReader:
+    """Builds the FileScan from one backend's facts."""
+
+    def __init__(self, source: Source, inline_threshold: int) -> None:
+        self.source = source
+        self.path = source.path
+        self.inline_threshold = inline_threshold
+        self.size = source.size
+        self.is_netcdf4 = source.has_root_attribute(b"_NCProperties")
         self.dims: dict[str, int] = {}
         self.unlimited: list[str] = []
         self._scale_names: dict[int, str] = {}  # object address -> dimension name
 
     def read_bytes(self, offset: int, length: int) -> bytes:
-        self.raw.seek(offset)
-        data = self.raw.read(length)
+        data = self.source.read_bytes(offset, length)
         if len(data) != length:
             raise ScanError(
                 f"{self.path}: truncated file: a chunk at bytes {offset}-{offset + length} lies "
@@ -190,35 +284,13 @@ class _FileReader:
         return data
 
     def scan(self) -> FileScan:
-        import h5py
-        from h5py import h5ds, h5g, h5l, h5o
-
-        root = self.h5.id
-        datasets: dict[str, Any] = {}
+        datasets: dict[str, Dataset] = {}
         scales: set[str] = set()
-        for index in range(root.get_num_objs()):
-            raw_key = root.get_objname_by_idx(index)
-            key = raw_key.decode("utf-8", errors="replace")
-            kind = root.get_objtype_by_idx(index)
-            if kind not in (h5g.GROUP, h5g.DATASET, h5g.TYPE) and (
-                root.links.get_info(raw_key).type == h5l.TYPE_EXTERNAL
-            ):
-                raise UnsupportedFeatureError(
-                    f"{self.path}: {key!r} is an external link to another file; references cannot follow it"
-                )
-            oid = h5o.open(root, raw_key)  # follows soft links
-            if not isinstance(oid, h5py.h5d.DatasetID):
-                if isinstance(oid, h5py.h5g.GroupID):
-                    raise UnsupportedFeatureError(
-                        f"{self.path}: group {key!r}: files with groups are not supported yet "
-                        "(only the root group can be aggregated)"
-                    )
-                continue  # a committed datatype: not data
-            ds = _Dataset(oid)
+        for key, ds in self.source.datasets():
             datasets[key] = ds
-            if h5ds.is_scale(oid):
+            if ds.is_scale:
                 scales.add(key)
-                self._scale_names[h5o.get_info(oid).addr] = key.removeprefix(NON_COORD_PREFIX)
+                self._scale_names[ds.address] = key.removeprefix(NON_COORD_PREFIX)
 
         # Dimension scales first, so that dataset dimension names resolve.
         for key in scales:
@@ -233,7 +305,7 @@ class _FileReader:
         phony: dict[int, list[str]] = {}
         dims_of: dict[str, tuple[str, ...]] = {}
         for key, ds in datasets.items():
-            if key in scales and _attr_bytes(ds, "NAME").startswith(DIMENSION_ONLY):
+            if key in scales and ds.attr_bytes("NAME").startswith(DIMENSION_ONLY):
                 continue  # a netCDF dimension without a variable
             dims_of[key] = self._dim_names(ds, key.removeprefix(NON_COORD_PREFIX), phony, key in scales)
             if self.is_netcdf4:
@@ -249,9 +321,9 @@ class _FileReader:
             variables[name] = var
             if len(dims) == 1 and dims[0] == name and np.dtype(var.dtype).kind in "iuf":
                 values = np.full(var.shape, ds.fillvalue, dtype=ds.dtype)
-                values[: ds.shape[0]] = ds[()]
+                values[: ds.shape[0]] = ds.read()
                 coords[name] = values.tolist()
-        attrs, _ = read_attributes(self.h5.id)
+        attrs = self.source.root_attributes()
         return FileScan(
             url=self.path,
             format="netcdf4" if self.is_netcdf4 else "hdf5",
@@ -262,28 +334,19 @@ class _FileReader:
             coords=coords,
         )
 
-    def _dim_names(self, ds: Any, name: str, phony: dict[int, list[str]], is_scale: bool) -> tuple[str, ...]:
+    def _dim_names(
+        self, ds: Dataset, name: str, phony: dict[int, list[str]], is_scale: bool
+    ) -> tuple[str, ...]:
         if ds.ndim == 0:
             return ()
         if is_scale and ds.ndim == 1:
             return (name,)
-        from h5py import h5ds, h5i, h5o
-
-        def scale_name(sid: Any) -> str:
-            known = self._scale_names.get(h5o.get_info(sid).addr)
-            if known is not None:
-                return known
-            path = h5i.get_name(sid).decode("utf-8", errors="replace").lstrip("/")
-            return path.removeprefix(NON_COORD_PREFIX)
-
         names: list[str] = []
         for axis in range(ds.ndim):
             resolved = None
-            n_scales = h5ds.get_num_scales(ds.id, axis)
+            n_scales = ds.num_scales(axis)
             if n_scales == 1:
-                found: list[str] = []
-                h5ds.iterate(ds.id, axis, lambda sid, found=found: found.append(scale_name(sid)) or 1)
-                resolved = found[0]
+                resolved = self.source.scale_name(ds, axis, self._scale_names)
             elif n_scales > 1:
                 raise UnsupportedFeatureError(
                     f"{self.path}: variable {name!r}: axis {axis} has "
@@ -304,30 +367,20 @@ class _FileReader:
             names.append(resolved)
         return tuple(names)
 
-    def _variable(self, name: str, ds: Any, dims: tuple[str, ...]) -> VariableScan:
-        import h5py
-
+    def _variable(self, name: str, ds: Dataset, dims: tuple[str, ...]) -> VariableScan:
         dtype = ds.dtype
         where = f"{self.path}: variable {name!r}"
-        if h5py.check_string_dtype(dtype) is not None and dtype.kind == "O":
-            raise UnsupportedFeatureError(f"{where}: variable-length strings are not supported")
-        if h5py.check_vlen_dtype(dtype) is not None:
-            raise UnsupportedFeatureError(f"{where}: variable-length data is not supported")
-        if dtype.names is not None:
-            raise UnsupportedFeatureError(f"{where}: compound data types are not supported")
-        if h5py.check_enum_dtype(dtype) is not None:
-            raise UnsupportedFeatureError(f"{where}: enum data types are not supported")
+        ds.check_dtype(where)
         if dtype.kind not in "biufS":
             raise UnsupportedFeatureError(f"{where}: data type {dtype} is not supported")
 
-        plist = ds.id.get_create_plist()
-        layout = plist.get_layout()
-        filters = self._filters(name, plist, dtype)
-        attrs, raw_fill = read_attributes(ds.id)
+        layout = ds.layout
+        filters = self._filters(name, ds.filters(), dtype)
+        attrs, raw_fill = ds.attributes()
         fill_value = None
         if raw_fill is not None:
             fill_value = encode_fill_value(raw_fill, dtype)
-        elif not self.is_netcdf4 and not _is_scale(ds):
+        elif not self.is_netcdf4 and not ds.is_scale:
             # plain HDF5: the dataset's own fill value is what readers see
             fill_value = encode_fill_value(ds.fillvalue, dtype) if dtype.kind != "S" else None
         stored_shape = tuple(ds.shape)
@@ -337,57 +390,49 @@ class _FileReader:
             for s, d in zip(stored_shape, dims, strict=True)
         )
 
-        if layout == h5py.h5d.VIRTUAL:
+        if layout == "virtual":
             raise UnsupportedFeatureError(f"{where}: HDF5 virtual datasets are not supported")
-        if plist.get_external_count() > 0:
+        if ds.has_external_storage():
             raise UnsupportedFeatureError(f"{where}: data held in external raw files")
 
-        if layout == h5py.h5d.CHUNKED:
-            chunks = tuple(plist.get_chunk())
+        if layout == "chunked":
+            chunks = ds.chunk_shape()
             storage = "chunked"
         else:
             chunks = tuple(max(s, 1) for s in shape)
-            storage = "contiguous" if layout == h5py.h5d.CONTIGUOUS else "compact"
+            storage = layout
         grid = tuple(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
         n = math.prod(grid)
         offsets = np.full(n, MISSING, dtype=np.int64)
         lengths = np.zeros(n, dtype=np.int64)
         inline: dict[int, bytes] = {}
 
-        if shape != stored_shape and layout != h5py.h5d.CHUNKED:
+        if shape != stored_shape and layout != "chunked":
             raise UnsupportedFeatureError(
                 f"{where}: holds {stored_shape} values but its dimensions {dims} are {shape}"
             )
         if n == 0:
             pass
-        elif layout == h5py.h5d.COMPACT:
+        elif layout == "compact":
             # data lives in the object header: inline it
-            inline[0] = encode_chunk(np.ascontiguousarray(ds[()]).tobytes(), filters)
-        elif layout == h5py.h5d.CONTIGUOUS:
-            offset = ds.id.get_offset()
+            inline[0] = encode_chunk(np.ascontiguousarray(ds.read()).tobytes(), filters)
+        elif layout == "contiguous":
+            offset, size = ds.contiguous_storage()
             if offset is not None:
                 offsets[0] = offset
-                lengths[0] = ds.id.get_storage_size()
+                lengths[0] = size
         else:
-            masks: list[int] = []
-            # C-order strides of the chunk grid, in elements of the chunk table
-            strides = [math.prod(grid[i + 1 :]) * chunks[i] for i in range(len(grid))]
-            for i, c in enumerate(chunks):
-                strides[i] //= c  # chunk_offset is in array elements: divide by the chunk size
-            pairs = list(zip(chunks, strides, strict=True))
-
-            def visit(info: Any) -> None:
-                flat = sum((o // c) * s for o, (c, s) in zip(info.chunk_offset, pairs, strict=True))
-                offsets[flat] = info.byte_offset
-                lengths[flat] = info.size
-                if info.filter_mask:
-                    masks.append(info.filter_mask)
-
-            if ds.id.get_num_chunks():
-                ds.id.chunk_iter(visit)
-            if masks:
+            where_chunk, addresses, sizes, masks = ds.stored_chunks(where)
+            if addresses.size:
+                # the chunk's flat index in the C-ordered chunk grid
+                strides = np.array([math.prod(grid[i + 1 :]) for i in range(len(grid))], dtype=np.int64)
+                flat = (where_chunk // np.asarray(chunks, dtype=np.int64)) @ strides
+                offsets[flat] = addresses
+                lengths[flat] = sizes
+            n_masked = int(np.count_nonzero(masks))
+            if n_masked:
                 raise UnsupportedFeatureError(
-                    f"{where}: {len(masks)} chunk(s) skip filters of the pipeline "
+                    f"{where}: {n_masked} chunk(s) skip filters of the pipeline "
                     "(HDF5 filter mask); chunks cannot share one codec list"
                 )
             if shape != stored_shape:
@@ -403,11 +448,11 @@ class _FileReader:
                 )
         # Small chunks are copied into the product (saves a request per chunk).
         small = np.flatnonzero(stored & (lengths < self.inline_threshold))
-        for flat in small.tolist():
-            inline[flat] = self.read_bytes(int(offsets[flat]), int(lengths[flat]))
-            offsets[flat] = MISSING
-            lengths[flat] = 0
-        self._fill_missing(name, ds, dtype, chunks, filters, fill_value, offsets, inline, n)
+        for flat_index in small.tolist():
+            inline[flat_index] = self.read_bytes(int(offsets[flat_index]), int(lengths[flat_index]))
+            offsets[flat_index] = MISSING
+            lengths[flat_index] = 0
+        self._fill_missing(ds, dtype, chunks, filters, fill_value, offsets, inline, n)
 
         return VariableScan(
             name=name,
@@ -424,10 +469,11 @@ class _FileReader:
             storage=storage,
         )
 
-    def _filters(self, name: str, plist: Any, dtype: np.dtype) -> list[dict[str, Any]] | None:
+    def _filters(
+        self, name: str, pipeline: list[tuple[int, tuple[int, ...], bytes]], dtype: np.dtype
+    ) -> list[dict[str, Any]] | None:
         configs = []
-        for i in range(plist.get_nfilters()):
-            code, _flags, values, label = plist.get_filter(i)
+        for code, values, label in pipeline:
             codec = _codec_for(code, tuple(values), dtype)
             if codec is None:
                 what = _FILTER_NAMES.get(code) or label.decode(errors="replace") or "unknown"
@@ -440,8 +486,7 @@ class _FileReader:
 
     def _fill_missing(
         self,
-        name: str,
-        ds: Any,
+        ds: Dataset,
         dtype: np.dtype,
         chunks: tuple[int, ...],
         filters: list[dict[str, Any]] | None,
@@ -467,7 +512,7 @@ class _FileReader:
 
 
 def _rebuild_edge_chunks(
-    ds: Any,
+    ds: Dataset,
     stored_shape: tuple[int, ...],
     chunks: tuple[int, ...],
     grid: tuple[int, ...],
@@ -489,61 +534,272 @@ def _rebuild_edge_chunks(
         if all(r.stop - r.start == c for r, c in zip(region, chunks, strict=True)):
             continue
         block = np.full(chunks, ds.fillvalue, dtype=ds.dtype)
-        block[tuple(slice(0, r.stop - r.start) for r in region)] = ds[region]
+        block[tuple(slice(0, r.stop - r.start) for r in region)] = ds.read(region)
         inline[flat] = encode_chunk(block.tobytes(), filters)
         offsets[flat] = MISSING
         lengths[flat] = 0
 
 
+# --- the h5py backend ---------------------------------------------------------------------------
+
+
+def read_attributes(oid: Any) -> tuple[dict[str, Any], Any]:
+    """User attributes of an HDF5 object (low-level API, no bookkeeping attributes) and its
+    raw ``_FillValue`` (None if absent). Hidden attributes are skipped without being read."""
+    from h5py import h5a
+
+    names: list[bytes] = []
+    h5a.iterate(oid, lambda name, *_: names.append(name))
+    attrs: dict[str, Any] = {}
+    fill = None
+    for name in names:
+        if name in HIDDEN_ATTR_BYTES and name != b"_FillValue":
+            continue
+        value = _read_attribute(h5a.open(oid, name))
+        if name == b"_FillValue":
+            fill = value
+        else:
+            attrs[name.decode("utf-8", errors="replace")] = attribute_value(value)
+    return attrs, fill
+
+
+def _read_attribute(attr: Any) -> Any:
+    """An attribute's value as numpy data (as h5py's AttributeManager reads it)."""
+    from h5py import h5t
+
+    shape = attr.shape
+    file_type = attr.get_type()
+    dtype = file_type.dtype
+    if shape is None:
+        return EmptyAttribute(dtype)
+    if dtype.kind in "biufS" and dtype.subdtype is None and dtype.names is None:
+        # fixed-size values: reading with the file's own type skips building a memory type;
+        # numbers keep the file's byte order, which conversion to Python values absorbs
+        arr = np.empty(shape, dtype=dtype)
+        attr.read(arr, mtype=file_type)
+        return arr
+    # variable-length, compound and array types: h5py's own conversion path
+    if dtype.subdtype is not None:
+        base, sub = dtype.subdtype
+        arr = np.zeros(shape + sub, dtype=base)
+    else:
+        arr = np.zeros(shape, dtype=dtype)
+    attr.read(arr, mtype=h5t.py_create(dtype))
+    return arr
+
+
+class _H5pySource:
+    """A file opened with h5py (low-level API)."""
+
+    def __init__(self, path: str, h5: Any, raw: Any) -> None:
+        self.path = path
+        self.h5 = h5
+        self.raw = raw
+        self.size = Path(path).stat().st_size
+
+    def read_bytes(self, offset: int, length: int) -> bytes:
+        self.raw.seek(offset)
+        return self.raw.read(length)
+
+    def has_root_attribute(self, name: bytes) -> bool:
+        from h5py import h5a
+
+        return bool(h5a.exists(self.h5.id, name))
+
+    def root_attributes(self) -> dict[str, Any]:
+        return read_attributes(self.h5.id)[0]
+
+    def datasets(self) -> Iterator[tuple[str, Dataset]]:
+        import h5py
+        from h5py import h5g, h5l, h5o
+
+        root = self.h5.id
+        for index in range(root.get_num_objs()):
+            raw_key = root.get_objname_by_idx(index)
+            key = raw_key.decode("utf-8", errors="replace")
+            kind = root.get_objtype_by_idx(index)
+            if kind not in (h5g.GROUP, h5g.DATASET, h5g.TYPE) and (
+                root.links.get_info(raw_key).type == h5l.TYPE_EXTERNAL
+            ):
+                raise UnsupportedFeatureError(
+                    f"{self.path}: {key!r} is an external link to another file; references cannot follow it"
+                )
+            oid = h5o.open(root, raw_key)  # follows soft links
+            if not isinstance(oid, h5py.h5d.DatasetID):
+                if isinstance(oid, h5py.h5g.GroupID):
+                    raise UnsupportedFeatureError(
+                        f"{self.path}: group {key!r}: files with groups are not supported yet "
+                        "(only the root group can be aggregated)"
+                    )
+                continue  # a committed datatype: not data
+            yield key, _Dataset(oid, self.read_bytes)
+
+    def scale_name(self, ds: Dataset, axis: int, known: dict[int, str]) -> str:
+        from h5py import h5ds, h5i, h5o
+
+        def name_of(sid: Any) -> str:
+            found = known.get(h5o.get_info(sid).addr)
+            if found is not None:
+                return found
+            path = h5i.get_name(sid).decode("utf-8", errors="replace").lstrip("/")
+            return path.removeprefix(NON_COORD_PREFIX)
+
+        names: list[str] = []
+        h5ds.iterate(ds.id, axis, lambda sid: names.append(name_of(sid)) or 1)  # type: ignore[attr-defined]
+        return names[0]
+
+
 class _Dataset:
-    """An HDF5 dataset's metadata, read once (h5py re-reads it on every property access).
+    """An HDF5 dataset's metadata through h5py, read once (h5py re-reads it on every property
+    access). Data reads go through an ``h5py.Dataset`` made on first use."""
 
-    Data reads (``ds[...]``) go through an ``h5py.Dataset`` made on first use.
-    """
+    def __init__(self, oid: Any, read_bytes: Any = None) -> None:
+        from h5py import h5s
 
-    def __init__(self, oid: Any) -> None:
         self.id = oid
+        self._read_bytes = read_bytes
         space = oid.get_space()
         self.shape: tuple[int, ...] = space.shape or ()
         self.ndim = len(self.shape)
-        from h5py import h5s
-
         maxdims = space.get_simple_extent_dims(True) if self.ndim else ()
         self.maxshape = tuple(None if m == h5s.UNLIMITED else m for m in maxdims)
         self.dtype: np.dtype = oid.dtype
+        self._plist: Any = None
         self._hl: Any = None
+        self._is_scale: bool | None = None
+
+    @property
+    def layout(self) -> str:
+        from h5py import h5d
+
+        kind = self.plist.get_layout()
+        names = {
+            h5d.COMPACT: "compact",
+            h5d.CONTIGUOUS: "contiguous",
+            h5d.CHUNKED: "chunked",
+            h5d.VIRTUAL: "virtual",
+        }
+        return names.get(kind, f"layout {kind}")
+
+    @property
+    def plist(self) -> Any:
+        if self._plist is None:
+            self._plist = self.id.get_create_plist()
+        return self._plist
+
+    @property
+    def address(self) -> int:
+        from h5py import h5o
+
+        return int(h5o.get_info(self.id).addr)
+
+    @property
+    def is_scale(self) -> bool:
+        if self._is_scale is None:
+            from h5py import h5ds
+
+            self._is_scale = bool(h5ds.is_scale(self.id))
+        return self._is_scale
 
     @property
     def fillvalue(self) -> Any:
         arr = np.zeros((1,), dtype=self.dtype)
-        self.id.get_create_plist().get_fill_value(arr)
+        self.plist.get_fill_value(arr)
         return arr[0]
 
-    def __getitem__(self, key: Any) -> Any:
+    def check_dtype(self, where: str) -> None:
+        import h5py
+
+        dtype = self.dtype
+        if h5py.check_string_dtype(dtype) is not None and dtype.kind == "O":
+            raise UnsupportedFeatureError(f"{where}: variable-length strings are not supported")
+        if h5py.check_vlen_dtype(dtype) is not None:
+            raise UnsupportedFeatureError(f"{where}: variable-length data is not supported")
+        if dtype.names is not None:
+            raise UnsupportedFeatureError(f"{where}: compound data types are not supported")
+        if h5py.check_enum_dtype(dtype) is not None:
+            raise UnsupportedFeatureError(f"{where}: enum data types are not supported")
+
+    def attr_bytes(self, name: str) -> bytes:
+        from h5py import h5a
+
+        if not h5a.exists(self.id, name.encode()):
+            return b""
+        return string_bytes(_read_attribute(h5a.open(self.id, name.encode())))
+
+    def attributes(self) -> tuple[dict[str, Any], Any]:
+        return read_attributes(self.id)
+
+    def num_scales(self, axis: int) -> int:
+        from h5py import h5ds
+
+        return int(h5ds.get_num_scales(self.id, axis))
+
+    def filters(self) -> list[tuple[int, tuple[int, ...], bytes]]:
+        out = []
+        for i in range(self.plist.get_nfilters()):
+            code, _flags, values, label = self.plist.get_filter(i)
+            out.append((code, tuple(values), label))
+        return out
+
+    def has_external_storage(self) -> bool:
+        return self.plist.get_external_count() > 0
+
+    def chunk_shape(self) -> tuple[int, ...]:
+        return tuple(self.plist.get_chunk())
+
+    def contiguous_storage(self) -> tuple[int | None, int]:
+        offset = self.id.get_offset()
+        return offset, (self.id.get_storage_size() if offset is not None else 0)
+
+    def stored_chunks(self, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        offsets: list[tuple[int, ...]] = []
+        addresses: list[int] = []
+        sizes: list[int] = []
+        masks: list[int] = []
+
+        def visit(info: Any) -> None:
+            offsets.append(info.chunk_offset)
+            addresses.append(info.byte_offset)
+            sizes.append(info.size)
+            masks.append(info.filter_mask)
+
+        if self.id.get_num_chunks():
+            self.id.chunk_iter(visit)
+        unlimited = [axis for axis, m in enumerate(self.maxshape) if m is None]
+        if len(unlimited) == 1 and unlimited[0] != 0:
+            self._check_chunk_offsets(where, offsets, addresses, sizes)
+        return (
+            np.array(offsets, dtype=np.int64).reshape(len(offsets), self.ndim),
+            np.array(addresses, dtype=np.int64),
+            np.array(sizes, dtype=np.int64),
+            np.array(masks, dtype=np.int64),
+        )
+
+    def _check_chunk_offsets(
+        self, where: str, offsets: list[tuple[int, ...]], addresses: list[int], sizes: list[int]
+    ) -> None:
+        """HDF5 2.0 reports wrong chunk offsets for an extensible-array chunk index whose
+        unlimited dimension is not the first: check each chunk against HDF5's own lookup."""
+        for offset, address, size in zip(offsets, addresses, sizes, strict=True):
+            ok = all(o < s for o, s in zip(offset, self.shape, strict=True))
+            if ok:
+                try:
+                    _mask, data = self.id.read_direct_chunk(offset)
+                except Exception:  # HDF5 finds no chunk there
+                    ok = False
+                else:
+                    ok = data == self._read_bytes(address, size)
+            if not ok:
+                raise UnsupportedFeatureError(
+                    f"{where}: h5py/HDF5 report chunk offsets that disagree with the chunks "
+                    "they read (an extensible-array chunk index whose unlimited dimension is not "
+                    "the first); the native HDF5 reader reads this file"
+                )
+
+    def read(self, region: Any = ()) -> np.ndarray:
         if self._hl is None:
             import h5py
 
             self._hl = h5py.Dataset(self.id)
-        return self._hl[key]
-
-
-def _is_scale(ds: Any) -> bool:
-    from h5py import h5ds
-
-    return bool(h5ds.is_scale(ds.id))
-
-
-def _attr_bytes(ds: Any, key: str) -> bytes:
-    """A string attribute's bytes (b"" if absent or not a string)."""
-    from h5py import h5a
-
-    if not h5a.exists(ds.id, key.encode()):
-        return b""
-    value = _read_attribute(h5a.open(ds.id, key.encode()))
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(-1)[0]
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | np.bytes_):
-        return bytes(value)
-    return b""
+        return self._hl[region]

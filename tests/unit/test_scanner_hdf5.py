@@ -19,6 +19,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from test_scanners_hdf5_native import compare_backends
 
 from padocc_like.errors import ScanError, UnsupportedFeatureError
 from padocc_like.references.combine import combine
@@ -33,6 +34,19 @@ THRESHOLDS = [0, 10**7]
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def native_reader_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file these tests scan is also scanned by each backend alone: the native reader gives
+    exactly the h5py backend's scan, or declines (``compare_backends``)."""
+    scan = HDF5Scanner.__call__
+
+    def checked(self: HDF5Scanner, path: str) -> FileScan:
+        compare_backends(path, self.inline_threshold)
+        return scan(self, path)
+
+    monkeypatch.setattr(HDF5Scanner, "__call__", checked)
 
 
 def refs_of(scan: FileScan) -> dict[str, Any]:

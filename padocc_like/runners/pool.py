@@ -15,6 +15,7 @@ PRELOAD = [
     "h5py",
     "numcodecs",
     "padocc_like.scanners.hdf5",
+    "padocc_like.scanners.hdf5_native",
     "padocc_like.scanners.netcdf3",
     "padocc_like.stages.files",
     "padocc_like.runners.local",

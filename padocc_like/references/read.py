@@ -44,9 +44,12 @@ def read_raw(var: VariableScan, read_range: Callable[[int, int], bytes]) -> np.n
     Zarr readers do.
     """
     dtype = np.dtype(var.dtype)
+    grid = chunk_grid(var.shape, var.chunks)
+    stacked = _read_stacked(var, grid, dtype, read_range)
+    if stacked is not None:
+        return stacked
     fill = decode_fill_value(var.fill_value, dtype)
     out = np.full(var.shape, 0 if fill is None else fill, dtype=dtype)
-    grid = chunk_grid(var.shape, var.chunks)
     for flat in range(math.prod(grid)):
         if flat in var.inline:
             raw = var.inline[flat]
@@ -65,6 +68,34 @@ def read_raw(var: VariableScan, read_range: Callable[[int, int], bytes]) -> np.n
         )
         out[sel] = chunk[tuple(slice(0, s.stop - s.start) for s in sel)]
     return out
+
+
+def _read_stored_bytes(var: VariableScan, flat: int, read_range: Callable[[int, int], bytes]) -> bytes | None:
+    if flat in var.inline:
+        return var.inline[flat]
+    if var.offsets[flat] != MISSING:
+        return read_range(int(var.offsets[flat]), int(var.lengths[flat]))
+    return None
+
+
+def _read_stacked(
+    var: VariableScan, grid: tuple[int, ...], dtype: np.dtype, read_range: Callable[[int, int], bytes]
+) -> np.ndarray | None:
+    """Fast path for the common small case (time steps, their bounds): unfiltered chunks
+    that split only the first axis, all stored, are the array's bytes in order."""
+    if (
+        var.filters
+        or not grid
+        or any(g != 1 for g in grid[1:])
+        or tuple(var.chunks[1:]) != tuple(var.shape[1:])
+    ):
+        return None
+    parts = [_read_stored_bytes(var, flat, read_range) for flat in range(grid[0])]
+    chunk_bytes = math.prod(var.chunks) * dtype.itemsize
+    if any(p is None or len(p) != chunk_bytes for p in parts):
+        return None
+    data = np.frombuffer(b"".join(parts), dtype=dtype).reshape((grid[0] * var.chunks[0], *var.shape[1:]))
+    return data[: var.shape[0]].copy()
 
 
 def read_stored_chunks(var: VariableScan, read_range: Callable[[int, int], bytes]) -> list[bytes | None]:

@@ -3,7 +3,7 @@
 The calling process is one of the ``workers``: it already has the scientific stack
 imported and the product open, so it starts on the first blocks at once, while the pool
 (``workers - 1`` processes from :func:`padocc_like.runners.pool.process_pool`) starts up and
-takes blocks from the other end. Every block's result depends only on its inputs and
+then takes blocks from the other end. Every block's result depends only on its inputs and
 results come back in block order, so the outcome is the same whoever ran which block.
 """
 
@@ -17,7 +17,7 @@ import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ PARALLEL_MIN_BYTES = 256 << 20
 """Least source data (bytes on disk) worth a pool: a worker costs about a second of one core
 to start (interpreter, imports, opening the product)."""
 
-BLOCKS_PER_PROCESS = 8
+BLOCKS_PER_PROCESS = 16
 """Blocks per process: enough for the two ends to meet with little idle time."""
 
 R = TypeVar("R")
@@ -101,6 +101,8 @@ class Workers:
     ):
         self.processes = 1
         self.pool: ProcessPoolExecutor | None = None
+        self._warm: list[Future] = []
+        self._ready: bool | None = None
         self._starter: threading.Thread | None = None
         if workers < 2 or data_bytes < PARALLEL_MIN_BYTES:
             return
@@ -113,45 +115,101 @@ class Workers:
         from ..runners.pool import process_pool
 
         self.processes = workers
-        self.pool = process_pool(workers - 1)
-        if warm is not None:
-            fn, args = warm
-            pool = self.pool
+        self.pool = pool = process_pool(workers - 1)
+        fn, args = warm if warm is not None else (_ready, ())
 
-            def start() -> None:  # starting a worker blocks until it is forked: do it aside
-                for _ in range(workers - 1):
-                    pool.submit(fn, *args)
+        def start() -> None:  # starting a worker blocks until it is forked: never in this thread
+            try:
+                self._warm = [pool.submit(fn, *args) for _ in range(workers - 1)]
+            except Exception as err:  # no pool after all: this process does everything
+                log.warning("validation pool did not start: %s", err)
 
-            self._starter = threading.Thread(target=start, name="validation-pool-start", daemon=True)
-            self._starter.start()
+        self._starter = threading.Thread(target=start, name="validation-pool-start", daemon=True)
+        self._starter.start()
+
+    def _pool_ready(self, give_up: Callable[[], bool]) -> bool:
+        """Wait until every pool process has started (imports done, product open), unless
+        ``give_up()`` turns true first (this process has done all the work meanwhile)."""
+        while self._ready is None:
+            assert self._starter is not None
+            if self._starter.is_alive():
+                self._starter.join(0.02)
+            elif not self._warm:
+                self._ready = False
+            elif not wait(self._warm, timeout=0.02).not_done:
+                try:
+                    self._ready = all(f.result() is None for f in self._warm)
+                except Exception as err:
+                    log.warning("validation pool unusable: %s", err)
+                    self._ready = False
+            if self._ready is None and give_up():
+                return False
+        return self._ready
 
     def map_blocks(self, fn: Callable[..., R], shared: Any, blocks: list[Any]) -> list[R]:
-        """``[fn(shared, block) for block in blocks]``, shared between this process and the pool."""
+        """``[fn(shared, block) for block in blocks]``, shared between this process and the pool.
+
+        This process takes blocks from the front; a feeder thread hands blocks from the back
+        to the pool, one per pool process at a time, once the pool has started. Each block
+        is run exactly once, by whichever side claims it first."""
         if self.pool is None or len(blocks) < 2:
             return [fn(shared, b) for b in blocks]
-        if self._starter is not None:
-            self._starter.join()
-        futures: dict[int, Future] = {}
-        for i in reversed(range(len(blocks))):  # the pool takes blocks from the end
-            futures[i] = self.pool.submit(fn, shared, blocks[i])
+        pool, size = self.pool, self.processes - 1
+        lock = threading.Lock()
+        ends = [0, len(blocks)]  # next block from the front, one past the next from the back
         results: list[Any] = [None] * len(blocks)
-        i = 0
+        failed: dict[int, BaseException] = {}
+        stop = threading.Event()
+
+        def claim(front: bool) -> int | None:
+            with lock:
+                if ends[0] >= ends[1] or stop.is_set():
+                    return None
+                if front:
+                    ends[0] += 1
+                    return ends[0] - 1
+                ends[1] -= 1
+                return ends[1]
+
+        def feed() -> None:
+            if not self._pool_ready(give_up=lambda: ends[0] >= ends[1]):
+                return
+            running: dict[Future, int] = {}
+            broken = False
+            while True:
+                while not broken and len(running) < size and (i := claim(front=False)) is not None:
+                    try:
+                        running[pool.submit(fn, shared, blocks[i])] = i
+                    except Exception as err:  # the pool broke: this process runs the block
+                        failed[i], broken = BrokenProcessPool(str(err)), True
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = running.pop(f)
+                    try:
+                        results[i] = f.result()
+                    except BaseException as err:  # re-raised in the caller's thread
+                        failed[i] = err
+
+        feeder = threading.Thread(target=feed, name="validation-pool-feed", daemon=True)
+        feeder.start()
+        mine = 0
         try:
-            # from the front, every block the pool has not taken yet
-            while i < len(blocks) and futures[i].cancel():
+            while (i := claim(front=True)) is not None:
                 results[i] = fn(shared, blocks[i])
-                i += 1
-            for j in range(i, len(blocks)):
-                try:
-                    results[j] = futures[j].result()
-                except BrokenProcessPool:  # a worker died (killed, out of memory): do it here
-                    log.warning("validation pool broke; block %d runs in this process", j)
-                    results[j] = fn(shared, blocks[j])
+                mine += 1
         except BaseException:
-            for f in futures.values():
-                f.cancel()
+            stop.set()  # the pool finishes what it has, takes nothing more
+            feeder.join()
             raise
-        log.debug("%d of %d blocks ran in this process", i, len(blocks))
+        feeder.join()
+        for i in sorted(failed):
+            if not isinstance(failed[i], BrokenProcessPool):
+                raise failed[i]
+            log.warning("validation pool broke; block %d runs in this process", i)  # killed, out of memory
+            results[i] = fn(shared, blocks[i])
+        log.debug("%d of %d blocks ran in this process", mine, len(blocks))
         return results
 
     def close(self) -> None:
@@ -160,3 +218,7 @@ class Workers:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+def _ready() -> None:
+    """A pool process's first task when there is nothing to warm up."""

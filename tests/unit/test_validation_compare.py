@@ -20,7 +20,7 @@ from padocc_like.validation.compare import (
     decode_specs,
     time_coder,
 )
-from padocc_like.validation.parallel import Workers, blocks_of
+from padocc_like.validation.parallel import BLOCKS_PER_PROCESS, Workers, blocks_of
 from padocc_like.validation.values import read_source
 
 
@@ -134,29 +134,59 @@ def test_blocks_are_contiguous_ordered_and_complete():
     for processes in (1, 2, 3, 10):
         blocks = blocks_of(items, processes)
         assert [i for b in blocks for i in b] == items
-        assert all(b for b in blocks) and len(blocks) <= max(1, 8 * processes)
+        assert all(b for b in blocks) and len(blocks) <= max(1, BLOCKS_PER_PROCESS * processes)
     assert blocks_of([], 2) == []
 
 
-def _square(offset: int, block: list[int]) -> list[int]:
-    return [offset + i * i for i in block]
+def _square(offset: int, block: list[int]) -> list[tuple[int, int]]:
+    import os
+    import time
+
+    time.sleep(0.02)  # long enough for the pool to start and take its share
+    return [(offset + i * i, os.getpid()) for i in block]
 
 
 @pytest.mark.slow
 def test_pool_and_this_process_share_blocks_in_order(monkeypatch):
+    import os
+
     monkeypatch.setattr("padocc_like.validation.parallel.PARALLEL_MIN_BYTES", 0)
     workers = Workers(2, data_bytes=1, warm=None)
     try:
         assert workers.pool is not None and workers.processes == 2
-        blocks = blocks_of(list(range(100)), workers.processes)
-        assert workers.map_blocks(_square, 7, blocks) == [_square(7, b) for b in blocks]
+        items = list(range(300))
+        blocks = [[i, i + 1] for i in items[::2]]
+        out = workers.map_blocks(_square, 7, blocks)
+        assert [v for b in out for v, _ in b] == [7 + i * i for i in items]  # in order, each once
+        pids = [pid for b in out for _, pid in b]
+        assert pids[0] == os.getpid() and pids[-1] != os.getpid()  # front here, back in the pool
+        assert workers.map_blocks(_square, 0, [[1], [2]])[1][0][0] == 4  # the pool is reused
     finally:
         workers.close()
     serial = Workers(1, data_bytes=1, warm=None)  # one worker: this process alone
     assert serial.pool is None and serial.processes == 1
-    assert serial.map_blocks(_square, 7, [[1, 2], [3]]) == [[8, 11], [16]]
+    assert [[v for v, _ in b] for b in serial.map_blocks(_square, 7, [[1, 2], [3]])] == [[8, 11], [16]]
 
 
 def test_little_data_stays_in_this_process():
     workers = Workers(2, data_bytes=1 << 20, warm=None)
     assert workers.pool is None and workers.processes == 1
+
+
+def _fail_on_13(offset: int, block: list[int]) -> list[tuple[int, int]]:
+    if 13 in block:
+        raise ValueError("block with 13")
+    return _square(offset, block)
+
+
+@pytest.mark.slow
+def test_an_error_in_any_block_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr("padocc_like.validation.parallel.PARALLEL_MIN_BYTES", 0)
+    workers = Workers(2, data_bytes=1, warm=None)
+    try:
+        last = [[i] for i in range(20, 120)] + [[13]]  # the pool starts from the back
+        for blocks in ([[i] for i in range(60)], [[i] for i in range(13, 0, -1)], last):
+            with pytest.raises(ValueError, match="block with 13"):
+                workers.map_blocks(_fail_on_13, 0, blocks)
+    finally:
+        workers.close()

@@ -92,7 +92,7 @@ class ProductOptions(_Model):
 class ScanOptions(_Model):
     sample: Literal["all"] | Annotated[int, Field(gt=0)] = "all"
     """Files to inspect in scan: ``all``, or how many (spread evenly) for large projects."""
-    all_files_up_to: int = Field(1000, gt=0)
+    all_files_up_to: int = Field(20000, gt=0)
     """With ``sample: all``, projects up to this many files are scanned fully in scan;
     larger ones scan an even sample of this many (compute always reads every file)."""
 

@@ -20,6 +20,7 @@ The rules, each enforced with an error that names the files and variables:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -230,6 +231,28 @@ def _decode_all_times(
     return out
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _show_time(value: Any, *, units: str, calendar: str, dim: str) -> Any:
+    return _decode_times(np.array([value]), units, calendar, "", dim)[0]
+
+
+def _strictly_monotonic(key: tuple[Any, ...]) -> bool:
+    """Strictly increasing or strictly decreasing (numbers vectorised; dates compared in Python)."""
+    if all(isinstance(k, int | float) for k in (key[0], key[-1])):
+        try:
+            steps = np.diff(np.asarray(key, dtype=np.float64 if isinstance(key[0], float) else None))
+        except (TypeError, ValueError):
+            steps = None
+        if steps is not None and steps.dtype.kind in "iuf":
+            return bool(np.all(steps > 0) or np.all(steps < 0))
+    rising = [key[i + 1] > key[i] for i in range(len(key) - 1)]
+    falling = [key[i + 1] < key[i] for i in range(len(key) - 1)]
+    return all(rising) or all(falling)
+
+
 def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, VariableScan]]) -> _Axis:
     """Group files into blocks along ``dim`` and order the blocks by decoded coordinate."""
     notes: list[str] = []
@@ -263,6 +286,7 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
     time_like = _is_time_units(first_units)
     keys: list[tuple[Any, ...]] = []
     decoded: list[list[Any]] = []
+    show: Callable[[Any], Any] = _as_is  # a coordinate value as error messages give it
     if time_like:
         calendars = {str(sel[dim].attrs.get("calendar", "standard")) for sel in selected}
         calendars = {"standard" if c == "gregorian" else c for c in calendars}
@@ -275,8 +299,20 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             units = sel[dim].attrs.get("units")
             if not _is_time_units(units):
                 raise AggregationError(f"{s.url}: coordinate {dim!r} has units {units!r}, others are times")
-        decoded = _decode_all_times(scans, selected, dim, calendar)
-        keys = [tuple(dates) for dates in decoded]
+        numeric = [np.asarray(s.coords[dim]) for s in scans]
+        if len(units_set) == 1 and all(v.dtype.kind in "iuf" and np.isfinite(v).all() for v in numeric):
+            # one encoding for every file: decoding is monotonic, so the stored numbers order,
+            # group and compare exactly as the dates do; decode the extremes to prove the
+            # units readable, and any values an error message shows
+            units = str(first_units)
+            flat = np.concatenate(numeric)
+            if flat.size:
+                _decode_times(np.array([flat.min(), flat.max()]), units, calendar, scans[0].url, dim)
+            keys = [tuple(v.tolist()) for v in numeric]
+            show = functools.partial(_show_time, units=units, calendar=calendar, dim=dim)
+        else:
+            decoded = _decode_all_times(scans, selected, dim, calendar)
+            keys = [tuple(dates) for dates in decoded]
     else:
         if len(units_set) > 1:
             raise AggregationError(f"files give coordinate {dim!r} different units: {sorted(units_set)}")
@@ -301,11 +337,9 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
         if len(key) == 0:
             url = scans[first_file_of_block[b]].url
             raise AggregationError(f"{url}: dimension {dim!r} has length 0; nothing to concatenate")
-        if len(key) > 1:
-            diffs = [key[i + 1] > key[i] for i in range(len(key) - 1)]
-            if not (all(diffs) or not any(diffs)) or any(key[i + 1] == key[i] for i in range(len(key) - 1)):
-                url = scans[first_file_of_block[b]].url
-                raise AggregationError(f"{url}: coordinate {dim!r} is not strictly monotonic within the file")
+        if len(key) > 1 and not _strictly_monotonic(key):
+            url = scans[first_file_of_block[b]].url
+            raise AggregationError(f"{url}: coordinate {dim!r} is not strictly monotonic within the file")
     # every file must run the same way (a one-step file has no direction of its own)
     falling = {b: key[1] < key[0] for b, key in enumerate(block_keys) if len(key) > 1}
     if len(set(falling.values())) > 1:
@@ -327,10 +361,10 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             b = scans[first_file_of_block[nxt]].url
             shared = sorted(set(block_keys[prev]) & set(block_keys[nxt]))
             what = (
-                f"both contain {dim} = {', '.join(map(str, shared[:3]))}"
+                f"both contain {dim} = {', '.join(str(show(v)) for v in shared[:3])}"
                 + (f" (and {len(shared) - 3} more)" if len(shared) > 3 else "")
                 if shared
-                else f"overlap: {a} ends at {last} after {b} starts at {first}"
+                else f"overlap: {a} ends at {show(last)} after {b} starts at {show(first)}"
             )
             raise AggregationError(
                 f"overlapping {dim!r} coordinates: {a} and {b} {what}; a product would hold "
@@ -522,9 +556,11 @@ def _same(a: Any, b: Any) -> bool:
 def _merge_global_attrs(scans: Sequence[FileScan]) -> tuple[dict[str, Any], list[str]]:
     merged = dict(scans[0].attrs)
     notes = []
-    keys = sorted({k for s in scans for k in s.attrs})
+    first = scans[0].attrs
+    others = [first, *(s.attrs for s in scans[1:] if s.attrs != first)]  # equal dicts: nothing to note
+    keys = sorted({k for attrs in others for k in attrs})
     for k in keys:
-        vals = [s.attrs.get(k, _ABSENT) for s in scans]
+        vals = [attrs.get(k, _ABSENT) for attrs in others]
         if all(v is not _ABSENT and _same(v, vals[0]) for v in vals):
             continue
         n_diff = sum(1 for v in vals if v is _ABSENT or not _same(v, vals[0]))
@@ -554,7 +590,19 @@ def _merge_var_attrs(
     time_recoded = (name in axes and axes[name].units is not None) or (
         name in bounds_of and axes[bounds_of[name]].units is not None
     )
-    for var, url in zip(per_file[1:], urls[1:], strict=True):
+    # files whose attributes equal the first file's (dict equality implies _same key by key)
+    # need no key-by-key look: the usual case, checked at C speed
+    differing = [
+        (var, url)
+        for var, url in zip(per_file[1:], urls[1:], strict=True)
+        if not (
+            var.attrs == first.attrs
+            and var.dtype == first.dtype
+            and var.dims == first.dims
+            and _same(var.fill_value, first.fill_value)
+        )
+    ]
+    for var, url in differing:
         where = f"variable {name!r}: {url} differs from {urls[0]}"
         if var.dtype != first.dtype:
             raise AggregationError(f"{where} in data type ({var.dtype} vs {first.dtype})")
@@ -575,9 +623,10 @@ def _merge_var_attrs(
         axis = axes[name] if name in axes else axes[bounds_of[name]]
         if "units" in attrs or name in axes:
             attrs["units"] = axis.units
-    keys = sorted({k for v in per_file for k in v.attrs} - set(PACKING_ATTRS))
+    others = [first, *(var for var, _ in differing)]
+    keys = sorted({k for v in others for k in v.attrs} - set(PACKING_ATTRS))
     for k in keys:
-        vals = [v.attrs.get(k, _ABSENT) for v in per_file]
+        vals = [v.attrs.get(k, _ABSENT) for v in others]
         if all(v is not _ABSENT and _same(v, vals[0]) for v in vals):
             continue
         if vals[0] is _ABSENT:

@@ -72,7 +72,7 @@ class CombineOptions:
 RawReader = Callable[[VariableScan, str], np.ndarray]
 
 
-StoredReader = Callable[[VariableScan, str], list[bytes | None]]
+StoredReader = Callable[[Sequence[VariableScan], str], list[list[bytes | None]]]
 
 
 def read_variable_from_file(var: VariableScan, url: str) -> np.ndarray:
@@ -81,10 +81,31 @@ def read_variable_from_file(var: VariableScan, url: str) -> np.ndarray:
         return read_raw(var, read_range)
 
 
-def read_stored_from_file(var: VariableScan, url: str) -> list[bytes | None]:
-    """Default :data:`StoredReader`: a variable's chunks as stored in a local file, undecoded."""
+def read_stored_from_file(variables: Sequence[VariableScan], url: str) -> list[list[bytes | None]]:
+    """Default :data:`StoredReader`: variables' chunks as stored in one local file, undecoded
+    (the file is opened once for all of them)."""
     with file_reader(url) as read_range:
-        return read_stored_chunks(var, read_range)
+        return [read_stored_chunks(var, read_range) for var in variables]
+
+
+def _identical_by_bytes(
+    names: list[str], per_file: dict[str, list[VariableScan]], urls: list[str], read_stored: StoredReader
+) -> dict[str, set[int]]:
+    """For each static variable, the file positions whose stored bytes, under the first file's
+    encoding, equal the first file's: identical values, proven without decoding."""
+    proven: dict[str, set[int]] = {n: set() for n in names}
+    if not names or len(urls) < 2:
+        return proven
+    reference = dict(zip(names, read_stored([per_file[n][0] for n in names], urls[0]), strict=True))
+    for k in range(1, len(urls)):
+        candidates = [n for n in names if _same_encoding(per_file[n][0], per_file[n][k])]
+        if not candidates:
+            continue
+        stored = read_stored([per_file[n][k] for n in candidates], urls[k])
+        for n, chunks in zip(candidates, stored, strict=True):
+            if chunks == reference[n]:
+                proven[n].add(k)
+    return proven
 
 
 def _same_encoding(a: VariableScan, b: VariableScan) -> bool:
@@ -200,7 +221,10 @@ def _decode_times(values: Any, units: str, calendar: str, url: str, dim: str) ->
     import cftime
 
     try:
-        return list(cftime.num2date(np.asarray(values), units, calendar, only_use_cftime_datetimes=True))
+        dates = cftime.num2date(np.asarray(values), units, calendar, only_use_cftime_datetimes=True)
+        if np.ma.is_masked(dates):
+            raise ValueError("some values are missing (fill values or NaN)")
+        return list(np.ma.getdata(dates).reshape(-1))
     except Exception as err:
         raise AggregationError(
             f"{url}: cannot decode coordinate {dim!r} with units {units!r} and calendar {calendar!r}: {err}"
@@ -299,16 +323,16 @@ def order_along(dim: str, scans: Sequence[FileScan], selected: list[dict[str, Va
             units = sel[dim].attrs.get("units")
             if not _is_time_units(units):
                 raise AggregationError(f"{s.url}: coordinate {dim!r} has units {units!r}, others are times")
-        numeric = [np.asarray(s.coords[dim]) for s in scans]
-        if len(units_set) == 1 and all(v.dtype.kind in "iuf" and np.isfinite(v).all() for v in numeric):
+        lists = [s.coords[dim] for s in scans]
+        flat = np.asarray([x for values in lists for x in values])
+        if len(units_set) == 1 and flat.dtype.kind in "iuf" and bool(np.isfinite(flat).all()):
             # one encoding for every file: decoding is monotonic, so the stored numbers order,
             # group and compare exactly as the dates do; decode the extremes to prove the
             # units readable, and any values an error message shows
             units = str(first_units)
-            flat = np.concatenate(numeric)
             if flat.size:
                 _decode_times(np.array([flat.min(), flat.max()]), units, calendar, scans[0].url, dim)
-            keys = [tuple(v.tolist()) for v in numeric]
+            keys = [tuple(values) for values in lists]
             show = functools.partial(_show_time, units=units, calendar=calendar, dim=dim)
         else:
             decoded = _decode_all_times(scans, selected, dim, calendar)
@@ -479,6 +503,14 @@ def combine(
         for d in concat
         if d in first_sel and isinstance(first_sel[d].attrs.get("bounds"), str)
     }
+    ordered_urls = [scans[i].url for i in order]
+    static_names = [n for n in first_sel if not any(d in concat for d in first_sel[n].dims)]
+    proven = _identical_by_bytes(
+        static_names,
+        {n: [selected[i][n] for i in order] for n in static_names},
+        ordered_urls,
+        read_stored,
+    )
     for name in first_sel:
         per_file = [selected[i][name] for i in order]
         var_concat = [d for d in concat if d in per_file[0].dims]
@@ -486,7 +518,7 @@ def combine(
         notes.extend(attr_notes)
         if not var_concat:
             variables[name] = _static_variable(
-                name, per_file, [scans[i].url for i in order], read_variable, read_stored, url_pos, attrs
+                name, per_file, ordered_urls, read_variable, proven[name], url_pos, attrs
             )
             continue
         materialize = (name in axes or name in bounds_of) and (
@@ -644,7 +676,7 @@ def _static_variable(
     per_file: list[VariableScan],
     urls: list[str],
     read_variable: RawReader,
-    read_stored: StoredReader,
+    proven: set[int],
     url_pos: dict[str, int],
     attrs: dict[str, Any],
 ) -> AggVariable:
@@ -656,12 +688,11 @@ def _static_variable(
                 f"variable {name!r} has shape {var.shape} in {url} but {first.shape} in {urls[0]}"
             )
     if len(per_file) > 1:
-        # equal stored bytes under the same encoding are equal values: compare those first,
-        # and decode only the files whose bytes differ (recompressed, or really different)
-        stored = read_stored(first, urls[0])
+        # files proven identical by their stored bytes (``proven``) need no decoding; the rest
+        # (recompressed, rechunked, or really different) are compared value by value
         reference: np.ndarray | None = None
-        for var, url in zip(per_file[1:], urls[1:], strict=True):
-            if _same_encoding(first, var) and read_stored(var, url) == stored:
+        for k, (var, url) in enumerate(zip(per_file[1:], urls[1:], strict=True), start=1):
+            if k in proven:
                 continue
             if reference is None:
                 reference = read_variable(first, urls[0])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import atomic_write_bytes, canonical_json, sha256_text
+from .._io import atomic_write_bytes, sha256_text
 from ..references.model import FileScan
 from ..runners.pool import process_pool
 from ..scanners.base import scan_file
@@ -40,9 +40,8 @@ SEGMENT_GLOB = "scans-*.pkl"
 
 def cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
     """What a file's scan depends on: the package version, the file's identity and the threshold."""
-    return sha256_text(
-        canonical_json([__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold])
-    )
+    fields = (__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold)
+    return sha256_text("\0".join(map(str, fields)))
 
 
 class ScanCache:

@@ -266,6 +266,46 @@ def test_overlapping_time_names_both_files(tmp_path: Path) -> None:
         combine_files([b, a])
     msg = str(err.value)
     assert str(a) in msg and str(b) in msg and "overlap" in msg
+    # the shared steps are named as dates, not as numbers in the files' units
+    assert "time = 2000-01-06" in msg, msg
+
+
+def _rewrite_time(path: Path, values: list[float]) -> None:
+    with netCDF4.Dataset(path, "a") as ds:
+        ds["time"][: len(values)] = np.asarray(values, dtype="f8")
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [
+        ([0, 1, 2, 3], True),
+        ([3, 2, 1, 0], True),
+        ([0, 2, 1, 3], False),
+        ([0, 1, 1, 2], False),
+        ([3, 2, 2, 1], False),
+    ],
+)
+def test_time_within_a_file_must_be_strictly_monotonic(tmp_path: Path, values: list[float], ok: bool) -> None:
+    """Order, repeats and direction inside one file, on the numeric (one-encoding) path."""
+    a = write_nc(tmp_path / "a.nc", 0, 4)
+    b = write_nc(tmp_path / "b.nc", 100, 4)
+    _rewrite_time(a, values)
+    _rewrite_time(b, [v + 100 if values[0] < values[-1] else 103 - (3 - v) for v in values])
+    if ok:
+        agg = combine_files([b, a])
+        assert agg.dims["time"] == 8
+    else:
+        with pytest.raises(AggregationError, match="not strictly monotonic"):
+            combine_files([b, a])
+
+
+def test_time_values_that_cannot_be_dates_are_refused(tmp_path: Path) -> None:
+    """The numeric path still proves the units readable: a NaN step is refused, naming the file."""
+    a = write_nc(tmp_path / "a.nc", 0, 4)
+    b = write_nc(tmp_path / "b.nc", 4, 4)
+    _rewrite_time(b, [4, 5, float("nan"), 7])
+    with pytest.raises(AggregationError, match=r"b\.nc"):
+        combine_files([a, b])
 
 
 def test_interleaved_time_names_both_files(tmp_path: Path) -> None:

@@ -29,6 +29,9 @@ list, so the start-up overlaps useful work."""
 BATCH_FILES = 16
 """Files per unit of work handed to a worker."""
 
+MAX_SEGMENTS = 16
+"""More segments than this are merged into one at the end of a scan."""
+
 SEGMENT_FILES = 1024
 SEGMENT_SECONDS = 10.0
 """New scans are saved as a cache segment every this many files or seconds (whichever comes
@@ -58,13 +61,16 @@ class ScanCache:
         self.segments: list[Path] = sorted(cache_dir.glob(SEGMENT_GLOB))
         self._pending: dict[str, FileScan] = {}
         self._last_flush = time.monotonic()
+        self.damaged = False
         for path in self.segments:
             try:
                 payload = pickle.loads(path.read_bytes())
                 if payload.get("format") != CACHE_FORMAT or payload.get("version") != __version__:
+                    self.damaged = True
                     continue
                 self.scans.update(payload["scans"])
             except Exception as err:  # a damaged segment is a cache miss, never a failure
+                self.damaged = True
                 log.warning("ignoring unreadable scan cache segment %s: %s", path, err)
 
     def get(self, key: str) -> FileScan | None:
@@ -90,14 +96,16 @@ class ScanCache:
         self._last_flush = time.monotonic()
 
     def compact(self) -> None:
-        """Flush, then merge the segments into one (when there is more than one)."""
+        """Flush, then merge the segments into one when there are more than :data:`MAX_SEGMENTS`
+        (or any unreadable one): a fresh scan of 10,000 files keeps its ~10 segments as written."""
         self.flush()
-        if len(self.segments) <= 1:
+        if len(self.segments) <= MAX_SEGMENTS and not self.damaged:
             return
         merged = self._write(dict(self.scans))
         for path in self.segments:
             path.unlink(missing_ok=True)
         self.segments = [merged]
+        self.damaged = False
 
 
 def _scan_batch(args: tuple[list[str], int]) -> list[FileScan]:

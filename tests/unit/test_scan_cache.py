@@ -82,6 +82,7 @@ def test_segments_flush_by_count_and_compact_into_one(tmp_path, archive, monkeyp
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     monkeypatch.setattr(files, "SEGMENT_FILES", 2)
+    monkeypatch.setattr(files, "MAX_SEGMENTS", 2)
     written: list[int] = []
     real_write = ScanCache._write
 
@@ -94,3 +95,15 @@ def test_segments_flush_by_count_and_compact_into_one(tmp_path, archive, monkeyp
     assert written == [2, 2, 1, 5]  # three flushed segments, then one merged segment
     assert len(list(cache_dir.glob("scans-*.pkl"))) == 1
     assert len(ScanCache(cache_dir).scans) == 5
+
+
+def test_a_few_segments_are_kept_as_written(tmp_path, archive, monkeypatch):
+    """Merging re-pickles every scan: below MAX_SEGMENTS the segments stay, and all are read."""
+    entries = _entries(archive(n_files=5))
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setattr(files, "SEGMENT_FILES", 2)
+    scan_entries(entries, 500, cache_dir)
+    assert len(list(cache_dir.glob("scans-*.pkl"))) == 3
+    scanned = _count_scans(monkeypatch)
+    scan_entries(entries, 500, cache_dir)
+    assert scanned == []

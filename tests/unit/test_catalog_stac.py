@@ -67,9 +67,7 @@ def cf_dataset(
     data_vars: dict[str, Any] = {}
     if with_time:
         times = [d360(2000, 1, 16), d360(2000, 2, 16)]
-        bounds = np.array(
-            [[d360(2000, 1, 1), d360(2000, 2, 1)], [d360(2000, 2, 1), d360(2000, 2, 30)]]
-        )
+        bounds = np.array([[d360(2000, 1, 1), d360(2000, 2, 1)], [d360(2000, 2, 1), d360(2000, 2, 30)]])
         coords["time"] = ("time", times, {"standard_name": "time", "bounds": "time_bnds"})
         data_vars["time_bnds"] = (("time", "bnds"), bounds)
         dims = ("time", *dims)
@@ -135,9 +133,7 @@ def test_summary_of_cf_dataset_with_360_day_calendar() -> None:
     assert dims["lat"]["axis"] == "y"
     assert dims["bnds"]["type"] == "other"
     tas = s["cube_variables"]["tas"]
-    assert (
-        tas["type"] == "data" and tas["unit"] == "K" and tas["dimensions"] == ["time", "lat", "lon"]
-    )
+    assert tas["type"] == "data" and tas["unit"] == "K" and tas["dimensions"] == ["time", "lat", "lon"]
     assert s["cube_variables"]["time_bnds"]["type"] == "auxiliary"
 
 
@@ -297,9 +293,7 @@ def test_bad_inputs_are_catalog_errors() -> None:
 
 
 def test_collection_covers_its_items(schemas: Path, no_network: None) -> None:
-    a = make_item(
-        summarise_dataset(cf_dataset(lat=np.arange(10.0, 21.0), lon=np.arange(190.0, 201.0)))
-    )
+    a = make_item(summarise_dataset(cf_dataset(lat=np.arange(10.0, 21.0), lon=np.arange(190.0, 201.0))))
     ds_b = cf_dataset(lat=np.arange(-30.0, -19.0), lon=np.arange(0.0, 11.0))
     ds_b = ds_b.assign_coords(time=[d360(2010, 6, 16), d360(2010, 7, 16)])
     ds_b["time"].attrs.update(standard_name="time")
@@ -315,9 +309,7 @@ def test_collection_covers_its_items(schemas: Path, no_network: None) -> None:
     )
     assert coll["type"] == "Collection" and coll["id"] == "demo-group"
     assert coll["extent"]["spatial"]["bbox"] == [[-170.5, -30.5, 10.5, 20.5]]
-    assert coll["extent"]["temporal"]["interval"] == [
-        ["2000-01-01T00:00:00Z", "2010-07-16T00:00:00Z"]
-    ]
+    assert coll["extent"]["temporal"]["interval"] == [["2000-01-01T00:00:00Z", "2010-07-16T00:00:00Z"]]
     assert coll["summaries"] == {"cloud_format": ["kerchunk"], "variables": ["tas"]}
     assert coll["item_assets"]["reference_file"]["type"] == "application/json"
     assert coll["item_assets"]["reference_file"]["roles"] == ["data", "references", "virtual"]

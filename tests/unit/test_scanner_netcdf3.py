@@ -26,9 +26,7 @@ FORMAT_NAMES = {
     "NETCDF3_64BIT_DATA": "netcdf3-64bit-data",
 }
 REALDATA = Path(
-    os.environ.get(
-        "PADOCC_LIKE_REALDATA", Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
-    )
+    os.environ.get("PADOCC_LIKE_REALDATA", Path(__file__).resolve().parents[2].parent / "shared" / "realdata")
 )
 
 
@@ -273,9 +271,7 @@ def test_inline_threshold(tmp_path: Path, fmt: str, threshold: int) -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("dtype", "width"), [("i2", 3), ("S1", 5), ("i1", 7), ("f8", 1)])
-def test_single_record_variable_is_not_padded(
-    tmp_path: Path, fmt: str, dtype: str, width: int
-) -> None:
+def test_single_record_variable_is_not_padded(tmp_path: Path, fmt: str, dtype: str, width: int) -> None:
     path = tmp_path / "one.nc"
     nrec = 7
     with netCDF4.Dataset(path, "w", format=fmt) as ds:
@@ -285,9 +281,7 @@ def test_single_record_variable_is_not_padded(
         var = ds.createVariable("v", dtype, ("rec", "w"))
         values = np.arange(nrec * width).reshape(nrec, width)
         if dtype == "S1":
-            var[:] = np.array([chr(65 + i % 26).encode() for i in values.ravel()]).reshape(
-                nrec, width
-            )
+            var[:] = np.array([chr(65 + i % 26).encode() for i in values.ravel()]).reshape(nrec, width)
         else:
             var[:] = values.astype(dtype)
     scan = scan_and_check(path, inline_threshold=0)
@@ -341,12 +335,10 @@ def test_cdf5_types(tmp_path: Path) -> None:
         ds.createDimension("t", None)
         ds.createDimension("x", 3)
         for code in ("u1", "u2", "u4", "i8", "u8"):
-            ds.createVariable(f"fixed_{code}", code, ("x",), fill_value=np.dtype(code).type(7))[
-                :
-            ] = np.array([0, 1, 2], dtype=code) + np.iinfo(code).max // 2
-            ds.createVariable(f"rec_{code}", code, ("t", "x"))[:] = (
-                np.arange(12).reshape(4, 3).astype(code)
+            ds.createVariable(f"fixed_{code}", code, ("x",), fill_value=np.dtype(code).type(7))[:] = (
+                np.array([0, 1, 2], dtype=code) + np.iinfo(code).max // 2
             )
+            ds.createVariable(f"rec_{code}", code, ("t", "x"))[:] = np.arange(12).reshape(4, 3).astype(code)
     scan = scan_and_check(path)
     assert scan.format == "netcdf3-64bit-data"
     assert scan.attrs["big"] == 2**40 and scan.attrs["ubig"] == [1, 2**63 + 1]

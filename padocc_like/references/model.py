@@ -89,6 +89,27 @@ class VariableScan:
                 f"expected {n} for shape {self.shape} and chunks {self.chunks}"
             )
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # chunk tables travel as raw bytes: pickling numpy arrays one by one costs ~10 µs each,
+        # and a 10,000-file project pickles ~180,000 of them into its scan cache
+        return (
+            _rebuild_variable,
+            (
+                self.name,
+                self.dims,
+                self.shape,
+                self.dtype,
+                self.chunks,
+                self.filters,
+                self.fill_value,
+                self.attrs,
+                self.offsets.tobytes(),
+                self.lengths.tobytes(),
+                self.inline,
+                self.storage,
+            ),
+        )
+
     @property
     def grid(self) -> tuple[int, ...]:
         return chunk_grid(self.shape, self.chunks)
@@ -145,6 +166,37 @@ class VariableScan:
             inline={int(k): base64.b64decode(v) for k, v in d["inline"].items()},
             storage=d.get("storage", "chunked"),
         )
+
+
+def _rebuild_variable(
+    name: str,
+    dims: tuple[str, ...],
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...],
+    filters: list[dict[str, Any]] | None,
+    fill_value: Any,
+    attrs: dict[str, Any],
+    offsets: bytes,
+    lengths: bytes,
+    inline: dict[int, bytes],
+    storage: str,
+) -> VariableScan:
+    """Unpickle a :class:`VariableScan` (see ``VariableScan.__reduce__``)."""
+    return VariableScan(
+        name=name,
+        dims=dims,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        filters=filters,
+        fill_value=fill_value,
+        attrs=attrs,
+        offsets=np.frombuffer(offsets, dtype=np.int64).copy(),
+        lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
+        inline=inline,
+        storage=storage,
+    )
 
 
 @dataclass

@@ -48,11 +48,14 @@ def cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
 
 
 class ScanCache:
-    """A project's scans, kept as a few pickled segments of ``{key: FileScan}``.
+    """A project's scans, kept as a few segment files.
 
     One file per project instead of one per source file: a 10,000-file project
-    writes a handful of files, not 10,000. Segments are renamed into place but
-    not fsynced; a lost or unreadable segment only means those files are scanned again.
+    writes a handful of files, not 10,000. A segment is a pickled header followed
+    by pickled batches ``{key: FileScan}``; batches pickled by worker processes are
+    appended as they arrived, without pickling them again. Segments are renamed
+    into place but not fsynced; a lost or unreadable segment only means those files
+    are scanned again.
     """
 
     def __init__(self, cache_dir: Path) -> None:
@@ -60,16 +63,14 @@ class ScanCache:
         self.scans: dict[str, FileScan] = {}
         self.segments: list[Path] = sorted(cache_dir.glob(SEGMENT_GLOB))
         self._pending: dict[str, FileScan] = {}
+        self._pending_blobs: list[bytes] = []
+        self._pending_count = 0
         self._last_flush = time.monotonic()
         self.damaged = False
         for path in self.segments:
             try:
-                payload = pickle.loads(path.read_bytes())
-                if payload.get("format") != CACHE_FORMAT or payload.get("version") != __version__:
-                    self.damaged = True
-                    continue
-                self.scans.update(payload["scans"])
-            except Exception as err:  # a damaged segment is a cache miss, never a failure
+                self.scans.update(_read_segment(path))
+            except Exception as err:  # a damaged or foreign segment is a cache miss, never a failure
                 self.damaged = True
                 log.warning("ignoring unreadable scan cache segment %s: %s", path, err)
 
@@ -79,20 +80,34 @@ class ScanCache:
     def add(self, key: str, scan: FileScan) -> None:
         self.scans[key] = scan
         self._pending[key] = scan
-        if len(self._pending) >= SEGMENT_FILES or time.monotonic() - self._last_flush > SEGMENT_SECONDS:
+        self._maybe_flush()
+
+    def add_pickled(self, blob: bytes, scans: dict[str, FileScan]) -> None:
+        """Add a batch that arrived pickled (``blob`` is ``pickle.dumps(scans)``)."""
+        self.scans.update(scans)
+        self._pending_blobs.append(blob)
+        self._pending_count += len(scans)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        pending = self._pending_count + len(self._pending)
+        if pending >= SEGMENT_FILES or time.monotonic() - self._last_flush > SEGMENT_SECONDS:
             self.flush()
 
-    def _write(self, scans: dict[str, FileScan]) -> Path:
+    def _write(self, blobs: list[bytes], count: int) -> Path:
         path = self.dir / f"scans-{time.time_ns():020d}-{os.getpid()}.pkl"
-        payload = {"format": CACHE_FORMAT, "version": __version__, "scans": scans}
-        atomic_write_bytes(path, pickle.dumps(payload, protocol=5), durable=False)
+        header = pickle.dumps({"format": CACHE_FORMAT, "version": __version__, "scans": count}, protocol=5)
+        atomic_write_bytes(path, b"".join([header, *blobs]), durable=False)
         return path
 
     def flush(self) -> None:
         """Save the scans added since the last flush as a new segment."""
         if self._pending:
-            self.segments.append(self._write(self._pending))
-            self._pending = {}
+            self._pending_blobs.append(pickle.dumps(self._pending, protocol=5))
+            self._pending_count += len(self._pending)
+        if self._pending_blobs:
+            self.segments.append(self._write(self._pending_blobs, self._pending_count))
+        self._pending, self._pending_blobs, self._pending_count = {}, [], 0
         self._last_flush = time.monotonic()
 
     def compact(self) -> None:
@@ -101,21 +116,48 @@ class ScanCache:
         self.flush()
         if len(self.segments) <= MAX_SEGMENTS and not self.damaged:
             return
-        merged = self._write(dict(self.scans))
+        merged = self._write([pickle.dumps(dict(self.scans), protocol=5)], len(self.scans))
         for path in self.segments:
             path.unlink(missing_ok=True)
         self.segments = [merged]
         self.damaged = False
 
 
-def _scan_batch(args: tuple[list[str], int]) -> list[FileScan]:
-    urls, inline_threshold = args
-    return [scan_file(url, inline_threshold=inline_threshold) for url in urls]
+def _read_segment(path: Path) -> dict[str, FileScan]:
+    scans: dict[str, FileScan] = {}
+    count = 0  # scans in the batches, as the header counts them
+    with open(path, "rb") as f:
+        header = pickle.load(f)
+        if header.get("format") != CACHE_FORMAT or header.get("version") != __version__:
+            raise ValueError(f"not a scan cache segment of padocc-like {__version__}")
+        while True:
+            try:
+                batch = pickle.load(f)
+            except EOFError:
+                break
+            scans.update(batch)
+            count += len(batch)
+    if count != header["scans"]:
+        raise ValueError(f"holds {count} of its {header['scans']} scans (truncated?)")
+    return scans
+
+
+def _scan_batch_pickled(args: tuple[list[str], list[str], int]) -> bytes:
+    """A worker's unit of work: scan files, return ``{key: FileScan}`` already pickled (the
+    calling process stores the bytes in the cache as they are)."""
+    urls, keys, inline_threshold = args
+    scans = {k: scan_file(u, inline_threshold=inline_threshold) for u, k in zip(urls, keys, strict=True)}
+    return pickle.dumps(scans, protocol=5)
+
+
+def _scan_batch_here(args: tuple[list[str], list[str], int]) -> dict[str, FileScan]:
+    urls, keys, inline_threshold = args
+    return {k: scan_file(u, inline_threshold=inline_threshold) for u, k in zip(urls, keys, strict=True)}
 
 
 def _shared_map(
-    fn: Callable[[Any], list[FileScan]], batches: list[Any], workers: int
-) -> Iterator[tuple[int, list[FileScan]]]:
+    fn: Callable[[Any], Any], batches: list[Any], workers: int, local_fn: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[int, Any]]:
     """Run ``fn`` over ``batches`` in ``workers - 1`` processes *and* this one.
 
     A feeder thread starts the pool and hands batches from the front to the
@@ -127,13 +169,13 @@ def _shared_map(
     queue = deque(range(len(batches)))
     lock = threading.Lock()
     stop = threading.Event()
-    submitted: list[tuple[int, Future[list[FileScan]]]] = []
+    submitted: list[tuple[int, Future[Any]]] = []
     feeder_error: list[BaseException] = []
     pool = process_pool(workers - 1)
 
     def feed() -> None:
         try:
-            in_flight: set[Future[list[FileScan]]] = set()
+            in_flight: set[Future[Any]] = set()
             while not stop.is_set():
                 with lock:
                     if not queue:
@@ -157,7 +199,7 @@ def _shared_map(
                 if not queue:
                     break
                 i = queue.pop()
-            yield i, fn(batches[i])
+            yield i, (local_fn or fn)(batches[i])
         feeder.join()
         if feeder_error:
             raise feeder_error[0]
@@ -185,11 +227,24 @@ def scan_entries(
     try:
         if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
             batches = [todo[j : j + BATCH_FILES] for j in range(0, len(todo), BATCH_FILES)]
-            jobs = [([entries[i]["url"] for i in batch], inline_threshold) for batch in batches]
-            for b, scans in _shared_map(_scan_batch, jobs, workers):
-                for i, scan in zip(batches[b], scans, strict=True):
-                    results[i] = scan
-                    cache.add(keys[i], scan)
+            jobs = [
+                ([entries[i]["url"] for i in batch], [keys[i] for i in batch], inline_threshold)
+                for batch in batches
+            ]
+            positions: dict[str, list[int]] = {}
+            for i in todo:  # the same file may be listed twice
+                positions.setdefault(keys[i], []).append(i)
+            for _, result in _shared_map(_scan_batch_pickled, jobs, workers, local_fn=_scan_batch_here):
+                if isinstance(result, bytes):  # from a worker: keep its pickle for the cache
+                    scans = pickle.loads(result)
+                    cache.add_pickled(result, scans)
+                else:
+                    scans = result
+                    for key, scan in scans.items():
+                        cache.add(key, scan)
+                for key, scan in scans.items():
+                    for i in positions[key]:
+                        results[i] = scan
         else:
             for i in todo:
                 scan = scan_file(entries[i]["url"], inline_threshold=inline_threshold)

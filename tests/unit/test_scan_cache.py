@@ -86,9 +86,9 @@ def test_segments_flush_by_count_and_compact_into_one(tmp_path, archive, monkeyp
     written: list[int] = []
     real_write = ScanCache._write
 
-    def spy(self, scans):
-        written.append(len(scans))
-        return real_write(self, scans)
+    def spy(self, blobs, count):
+        written.append(count)
+        return real_write(self, blobs, count)
 
     monkeypatch.setattr(ScanCache, "_write", spy)
     scan_entries(entries, 500, cache_dir)
@@ -107,3 +107,47 @@ def test_a_few_segments_are_kept_as_written(tmp_path, archive, monkeypatch):
     scanned = _count_scans(monkeypatch)
     scan_entries(entries, 500, cache_dir)
     assert scanned == []
+
+
+def test_scans_pickle_round_trip_exactly(tmp_path, archive):
+    """Chunk tables travel as raw bytes (VariableScan.__reduce__); nothing is lost or shared."""
+    import pickle
+
+    from padocc_like.scanners.base import scan_file
+
+    scan = scan_file(str(archive(n_files=1)[0]), inline_threshold=100)
+    assert any(v.inline for v in scan.variables.values())  # inline chunks travel too
+    back = pickle.loads(pickle.dumps(scan, protocol=5))
+    assert back.to_dict() == scan.to_dict()
+    for name, var in back.variables.items():
+        assert var.offsets.dtype == var.lengths.dtype == "int64"
+        assert var.offsets.flags.writeable
+        assert var.offsets is not scan.variables[name].offsets
+
+
+def test_batches_pickled_by_workers_are_cached_as_they_came(tmp_path, archive, monkeypatch):
+    entries = _entries(archive(n_files=6))
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setattr(files, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(files, "BATCH_FILES", 1)
+    pooled = scan_entries(entries, 500, cache_dir, workers=2)
+    scanned = _count_scans(monkeypatch)
+    again = scan_entries(entries, 500, cache_dir)
+    assert scanned == []
+    assert [s.to_dict() for s in again] == [s.to_dict() for s in pooled]
+
+
+def test_a_segment_cut_at_a_batch_boundary_is_unreadable(tmp_path, archive):
+    import pickle
+
+    entries = _entries(archive(n_files=3))
+    cache_dir = tmp_path / "cache"
+    scan_entries(entries, 500, cache_dir)
+    (segment,) = cache_dir.glob("scans-*.pkl")
+    data = segment.read_bytes()
+    with open(segment, "rb") as f:
+        pickle.load(f)  # the header
+        header_end = f.tell()
+    segment.write_bytes(data[:header_end])  # header only: its 3 scans are gone
+    cache = ScanCache(cache_dir)
+    assert cache.scans == {} and cache.damaged

@@ -182,8 +182,10 @@ def _rebuild_variable(
     inline: dict[int, bytes],
     storage: str,
 ) -> VariableScan:
-    """Unpickle a :class:`VariableScan` (see ``VariableScan.__reduce__``)."""
-    return VariableScan(
+    """Unpickle a :class:`VariableScan` (see ``VariableScan.__reduce__``): the fields of a
+    validated object, restored without validating them again."""
+    var = object.__new__(VariableScan)
+    var.__dict__.update(
         name=name,
         dims=dims,
         shape=shape,
@@ -197,6 +199,7 @@ def _rebuild_variable(
         inline=inline,
         storage=storage,
     )
+    return var
 
 
 @dataclass

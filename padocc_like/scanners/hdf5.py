@@ -482,6 +482,17 @@ class _FileReader:
                     f"{what!r} (id {code}), which no Zarr codec decodes"
                 )
             configs.append(codec)
+        ids = [c["id"] for c in configs]
+        if "fletcher32" in ids and "shuffle" in ids and ids.index("fletcher32") < ids.index("shuffle"):
+            size = configs[ids.index("shuffle")]["elementsize"]
+            if 4 % size:
+                # HDF5's shuffle leaves the checksum's 4 trailing bytes as they are; Zarr's
+                # shuffle codec refuses a buffer that is not whole elements
+                raise UnsupportedFeatureError(
+                    f"{self.path}: variable {name!r}: its HDF5 filters checksum (fletcher32) before "
+                    f"shuffling {size}-byte values, so each chunk is not a whole number of values "
+                    "when unshuffled; no Zarr shuffle codec can read it"
+                )
         return configs or None
 
     def _fill_missing(

@@ -810,3 +810,27 @@ def test_attributes(tmp_path: Path) -> None:
     hidden = {"_NCProperties", "_Netcdf4Dimid", "DIMENSION_LIST", "CLASS", "NAME", "REFERENCE_LIST"}
     assert not hidden & set(scan.attrs)
     assert not hidden & {k for v in scan.variables.values() for k in v.attrs}
+
+
+@pytest.mark.parametrize(("dtype", "refused"), [("f8", True), ("i8", True), ("f4", False), ("i2", False)])
+def test_fletcher32_before_shuffle_of_wide_values_is_refused(tmp_path, dtype, refused):
+    """netCDF-C checksums before shuffling: 8-byte values then leave a 4-byte tail that Zarr's
+    shuffle refuses, so such a variable is refused by name (narrower values read fine)."""
+    import netCDF4
+
+    from padocc_like.errors import UnsupportedFeatureError
+    from padocc_like.references.read import file_reader, read_raw
+
+    path = tmp_path / "f.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 10)
+        v = ds.createVariable("v", dtype, ("x",), zlib=True, shuffle=True, fletcher32=True, chunksizes=(5,))
+        v[:] = np.arange(10)
+    scanner = HDF5Scanner(inline_threshold=0)
+    if refused:
+        with pytest.raises(UnsupportedFeatureError, match=r"'v'.*fletcher32"):
+            scanner(str(path))
+    else:
+        scan = scanner(str(path))
+        with file_reader(str(path)) as read_range:
+            np.testing.assert_array_equal(read_raw(scan.variables["v"], read_range), np.arange(10))

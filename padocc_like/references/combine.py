@@ -243,7 +243,9 @@ def _decode_all_times(
     out: list[list[Any]] = [[] for _ in scans]
     for (units, _), members in groups.items():
         try:
-            dates = _decode_times(np.concatenate([arrays[i] for i in members]), units, calendar, "", dim)
+            dates = _decode_times(
+                np.concatenate([arrays[i] for i in members]), units, calendar, scans[members[0]].url, dim
+            )
         except AggregationError:
             for i in members:  # raises, naming the file
                 out[i] = _decode_times(arrays[i], units, calendar, scans[i].url, dim)

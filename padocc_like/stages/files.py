@@ -66,7 +66,9 @@ class ScanCache:
         self._pending_blobs: list[bytes] = []
         self._pending_count = 0
         self._last_flush = time.monotonic()
-        self.damaged = False
+        # per-file JSON entries of releases before segments: unread, removed by the next merge
+        self._legacy = sorted(cache_dir.glob("*.json"))
+        self.damaged = bool(self._legacy)
         for path in self.segments:
             try:
                 self.scans.update(_read_segment(path))
@@ -117,9 +119,9 @@ class ScanCache:
         if len(self.segments) <= MAX_SEGMENTS and not self.damaged:
             return
         merged = self._write([pickle.dumps(dict(self.scans), protocol=5)], len(self.scans))
-        for path in self.segments:
+        for path in [*self.segments, *self._legacy]:
             path.unlink(missing_ok=True)
-        self.segments = [merged]
+        self.segments, self._legacy = [merged], []
         self.damaged = False
 
 

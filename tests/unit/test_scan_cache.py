@@ -151,3 +151,15 @@ def test_a_segment_cut_at_a_batch_boundary_is_unreadable(tmp_path, archive):
     segment.write_bytes(data[:header_end])  # header only: its 3 scans are gone
     cache = ScanCache(cache_dir)
     assert cache.scans == {} and cache.damaged
+
+
+def test_per_file_json_entries_of_older_releases_are_removed(tmp_path, archive):
+    entries = _entries(archive(n_files=2))
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    old = [cache_dir / f"{i:064x}.json" for i in range(3)]
+    for p in old:
+        p.write_text("{}")
+    scan_entries(entries, 500, cache_dir)
+    assert not any(p.exists() for p in old)
+    assert len(list(cache_dir.glob("scans-*.pkl"))) == 1

@@ -144,3 +144,78 @@ def count_decoded_unequal(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
             return 0, int(a.size)
     eq = decoded_equal(a, b)
     return int(np.size(eq) - np.count_nonzero(eq)), int(np.size(eq))
+
+
+_FILL_ATTRS = ("_FillValue", "missing_value")
+_NOT_MASK_ONLY = {"scale_factor", "add_offset", "_Unsigned", "dtype", "_Encoding", "calendar"}
+"""Attributes through which xarray's decoder does more than mask fill values."""
+
+
+def _mask_only(spec: DecodeSpec) -> bool:
+    from xarray.coding.variables import _is_time_like
+
+    coded = {"scale_factor", "add_offset", "_Unsigned", "units", "calendar"}  # once decoded
+    if set(spec.attrs) & _NOT_MASK_ONLY or set(spec.encoding) & coded or spec.stack_char_dim:
+        return False
+    if _is_time_like(spec.attrs.get("units")):
+        return False
+    dtype = spec.encoding.get("dtype")
+    return dtype is None or not getattr(np.dtype(dtype), "metadata", None)  # no enum types
+
+
+def mask_probe(dtype: np.dtype, specs: tuple[DecodeSpec, ...]) -> np.ndarray:
+    """Every raw value of ``dtype`` that any fill value of ``specs`` can match.
+
+    xarray masks a raw value ``x`` when ``x == fv`` for a fill value ``fv``. For ``x`` of
+    ``dtype`` that holds only at ``fv`` cast to ``dtype`` (rounded either way for floats,
+    either sign of zero). The probe holds those values, their neighbours, zeros, the
+    extremes and, for floats, NaN and the infinities."""
+    dtype = np.dtype(dtype).newbyteorder("=")
+    vals: list[Any] = []
+    if dtype.kind == "f":
+        info = np.finfo(dtype)
+        vals += [0.0, -0.0, np.nan, np.inf, -np.inf, info.max, info.min]
+    else:
+        iinfo = np.iinfo(dtype)
+        vals += [0, iinfo.max, iinfo.min]
+    probe = [np.asarray(v).astype(dtype) for v in vals]
+    with np.errstate(all="ignore"):
+        for spec in specs:
+            for key in _FILL_ATTRS:
+                for fv in np.ravel(np.asarray(spec.attrs.get(key, []), dtype=object)):
+                    if isinstance(fv, (str, bytes)) or fv is None:
+                        continue
+                    c = np.asarray(fv).astype(dtype)
+                    probe.append(c)
+                    if dtype.kind == "f":
+                        probe += [
+                            -c,
+                            np.nextafter(c, dtype.type(np.inf)),
+                            np.nextafter(c, dtype.type(-np.inf)),
+                        ]
+                    else:
+                        probe += [c + dtype.type(1), c - dtype.type(1)]  # wraps at the extremes
+    return np.array(probe, dtype=dtype)
+
+
+def masks_alike(name: str, a: DecodeSpec, b: DecodeSpec, dtype: np.dtype) -> bool:
+    """Whether xarray decodes every raw value of ``dtype`` alike under ``a`` and ``b``.
+
+    True only for variables whose decoding is masking alone (no scale, offset, times,
+    characters or unsigned reinterpretation): decoding is then elementwise, a value that
+    matches no fill value of either side passes through both alike (the decoded type being
+    the same), and the values that can match are exactly :func:`mask_probe`'s, which are
+    decoded both ways and compared. Raw values equal bitwise then decode to equal values,
+    without decoding them."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf" or not a.dims or a.dims != b.dims or not (_mask_only(a) and _mask_only(b)):
+        return False
+    probe = mask_probe(dtype, (a, b))
+    shaped = probe.reshape((probe.size,) + (1,) * (len(a.dims) - 1))
+    try:
+        da, db = decode_array(name, a, shaped), decode_array(name, b, shaped)
+    except Exception:
+        return False
+    if da.dtype != db.dtype or da.shape != db.shape:
+        return False
+    return bool(np.all(decoded_equal(da, db)))

@@ -3,8 +3,11 @@
 Each array is read once per side, in slabs of at most :data:`BLOCK_BYTES` along its first
 axis (bounded memory):
 
-* the product's raw stored values through xarray over the Kerchunk references (zarr), as
-  users read them (xarray's asynchronous loading, run in this thread: no dask, no threads);
+* the product's raw stored values from the dataset xarray opens over the Kerchunk
+  references, as users open it: chunk by chunk with zarr's own metadata, key encoding and
+  codecs (:mod:`.direct`, checked against zarr's read of each variable's first slab), or
+  through zarr itself (xarray's asynchronous loading, run in this thread) where that does
+  not apply;
 * the source's raw stored values independently of our scanners and references: with h5py
   for the numeric variables of netCDF-4/HDF5 files, with netCDF4-python (mask, scale and
   character conversion off) for everything else. The source's structure, attributes and
@@ -12,7 +15,9 @@ axis (bounded memory):
 
 The decoded values of each side are then derived from its raw values with xarray's CF
 decoder and that side's own attributes (:mod:`.compare`): what ``xarray.open_dataset``
-would return, without reading the data a second time.
+would return, without reading the data a second time. Where the raw values are bitwise
+equal and both sides' decoding is masking alone with the same effect on every value
+(:func:`~.compare.masks_alike`), the decoded values are equal without decoding them.
 
 The per-file work is a plain function of picklable inputs (:func:`read_block`,
 :func:`compare_block`), so a process pool can run it; each process opens the product once
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +44,14 @@ from .compare import (
     count_decoded_unequal,
     decode_array,
     decode_specs,
+    masks_alike,
     time_coder,
 )
+from .direct import DirectArray, NotLocalError, direct_array
+from .direct import OpenFiles as DirectFiles
 from .report import Finding, Severity
+
+log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 16 << 20
 """Largest slab of one variable (raw bytes per side) held in memory at once."""
@@ -51,6 +62,16 @@ _MASK_AND_SCALE = {"_FillValue", "missing_value", "scale_factor", "add_offset", 
 CACHE_BYTES = 64 << 20
 """Whole product variables (coordinates without a concatenated dimension: every file
 compares the same values) are read and decoded once per process, up to this many bytes."""
+
+SMALL_BYTES = 1 << 20
+"""Product variables up to this size (concatenated coordinates such as ``time`` and its
+bounds) are read and decoded whole, once per process, and each file's slice cut from
+them: one read and one decode instead of one per file."""
+
+SKIP_DECODE_BYTES = 0
+"""Slabs from this size (raw bytes) whose two sides decode alike (:func:`masks_alike`)
+are not decoded: bitwise-equal raw values then decode to equal values. Smaller slabs
+decode faster than the two sides' decoders can be compared."""
 
 DTYPE_NOTE = "JSON attributes carry no float32 type; values are compared in the source's type"
 
@@ -113,11 +134,16 @@ def read_source(
         if lazy is None or coord_attrs & _MASK_AND_SCALE:
             # coverage compares coordinates as decoded without mask_and_scale
             _, lazy = decode_specs(variables, attrs, mask_and_scale=False)
-        ds = xr.Dataset(lazy, attrs=attrs)
-        coords = {d: np.asarray(ds[d].values) for d in ds.dims if d in ds.variables}
+        # what xr.Dataset(lazy) would hold, without building its indexes
+        sizes: dict[str, int] = {}
+        for v in lazy.values():
+            for d, n in zip(v.dims, v.shape, strict=True):
+                if sizes.setdefault(str(d), int(n)) != n:
+                    xr.Dataset(lazy)  # raises xarray's own error about the conflicting sizes
+        coords = {d: np.asarray(lazy[d].values) for d in sizes if d in lazy and lazy[d].dims == (d,)}
         # decoded times carry their units in .encoding, not .attrs
-        var_units = {v: ds[v].encoding.get("units", ds[v].attrs.get("units")) for v in ds.variables}
-        info = SourceInfo(url, dict(ds.sizes), coords, dict(ds.attrs), list(ds.variables), var_units)
+        var_units = {v: x.encoding.get("units", x.attrs.get("units")) for v, x in lazy.items()}
+        info = SourceInfo(url, sizes, coords, dict(attrs), list(lazy), var_units)
         return info, specs, meta
 
 
@@ -172,8 +198,13 @@ class ProductSide:
         except Exception as err:
             self.specs, self.spec_error = {}, err
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._files = DirectFiles()
+        self._direct: dict[str, DirectArray | None] = {}
+        self._checked: set[str] = set()
         self._raw: dict[str, np.ndarray] = {}
         self._decoded: dict[str, np.ndarray] = {}
+        self._alike: dict[tuple[str, str, str], bool] = {}
+        self._parts: dict[str, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._cached = 0
         try:
             asyncio.get_running_loop()
@@ -186,6 +217,15 @@ class ProductSide:
         whole = all(isinstance(k, slice) and k == slice(None) for k in key)
         if whole and name in self._raw:
             return self._raw[name]
+        if not whole and all(isinstance(k, slice) for k in key) and self._small(name):
+            try:
+                full = self.read(name, tuple(slice(None) for _ in key))
+            except Exception:  # the slice alone may read: its own error if not
+                full = None
+            if full is not None and self._raw.get(name) is full:
+                part = full[key]
+                self._parts[name] = (key, part)
+                return part
         data = self._read(name, key)
         if whole and self._cached + data.nbytes <= CACHE_BYTES:
             data.setflags(write=False)
@@ -194,6 +234,34 @@ class ProductSide:
         return data
 
     def _read(self, name: str, key: tuple[Any, ...]) -> np.ndarray:
+        """``name[key]``: through :mod:`.direct` where it applies and agrees with zarr
+        (checked on the first slab of each variable), otherwise through zarr."""
+        if name not in self._direct:
+            self._direct[name] = direct_array(self.ds.variables[name], self._files)
+            self._checked.discard(name)
+        direct = self._direct[name]
+        if direct is None or not all(isinstance(k, slice) and k.step in (None, 1) for k in key):
+            return self._read_zarr(name, key)
+        try:
+            data = direct.read(key)
+        except NotLocalError:
+            self._direct[name] = None
+            return self._read_zarr(name, key)
+        except Exception:  # zarr reads it again: its error, its message
+            return self._read_zarr(name, key)
+        if name not in self._checked:
+            ref = self._read_zarr(name, key)
+            if ref.dtype != data.dtype and ref.dtype.newbyteorder("=") == data.dtype.newbyteorder("="):
+                direct.out_dtype = ref.dtype  # xarray hands zarr's values over in this byte order
+                data = data.astype(ref.dtype)
+            if ref.dtype != data.dtype or ref.shape != data.shape or ref.tobytes() != data.tobytes():
+                log.warning("%s: direct chunk reads differ from zarr's; reading through zarr", name)
+                self._direct[name] = None
+                return ref
+            self._checked.add(name)
+        return data
+
+    def _read_zarr(self, name: str, key: tuple[Any, ...]) -> np.ndarray:
         sub = self.ds.variables[name][key]
         if sub.chunks is not None:  # a dask-backed view: compute here, not in dask's thread pool
             return np.asarray(sub.data.compute(scheduler="synchronous"))
@@ -201,6 +269,7 @@ class ProductSide:
             try:
                 return np.asarray(self._loop_().run_until_complete(sub.load_async()).values)
             except Exception:  # read again synchronously: same error, same message
+                self._drain()
                 sub = self.ds.variables[name][key]
         return np.asarray(sub.values)
 
@@ -211,6 +280,12 @@ class ProductSide:
         cached = self._raw.get(name) is data
         if cached and name in self._decoded:
             return self._decoded[name]
+        key, part = self._parts.get(name, (None, None))
+        if part is data and key is not None:
+            try:
+                return self.decode(name, self._raw[name])[key]
+            except Exception:  # the slice alone may decode: its own error if not
+                pass
         out = decode_array(name, self.specs[name], data)
         if cached and self._cached + out.nbytes <= CACHE_BYTES:
             out.setflags(write=False)
@@ -218,13 +293,41 @@ class ProductSide:
             self._cached += out.nbytes
         return out
 
+    def _small(self, name: str) -> bool:
+        var = self.ds.variables[name]
+        return var.dtype.itemsize * math.prod(var.shape) <= SMALL_BYTES
+
+    def decodes_alike(self, name: str, source: DecodeSpec, dtype: np.dtype) -> bool:
+        """Whether equal raw values of ``name`` decode alike here and in a source decoded
+        by ``source`` (:func:`~.compare.masks_alike`, remembered per distinct pair)."""
+        if self.spec_error is not None or name not in self.specs:
+            return False
+        mine = self.specs[name]
+        key = (name, repr((mine, dtype.str)), repr(source))  # repr keeps numpy scalar types apart
+        if key not in self._alike:
+            self._alike[key] = masks_alike(name, mine, source, dtype)
+        return self._alike[key]
+
     def _loop_(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._loop.set_default_executor(_InlineExecutor(max_workers=1))
         return self._loop
 
+    def _drain(self) -> None:
+        """Cancel the reads a failed one left pending on this side's loop, and let them end."""
+        loop = self._loop
+        if loop is None:
+            return
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
     def close(self, dataset: bool = True) -> None:
+        self._files.close()
+        self._drain()
         if self._loop is not None:
             self._loop.close()
             self._loop = None
@@ -254,13 +357,15 @@ def forget_product(token: str) -> None:
 
 
 def warm(token: str, opener: Callable[..., Any]) -> None:
-    """Pool warm-up: import the stack and open the product while the caller is busy."""
+    """Pool warm-up: import what reading the sources needs while the caller is busy.
+
+    The product is opened by the first block of values this process compares: the
+    sources are read first, and the sooner the pool takes its share of them the better."""
     import netCDF4  # noqa: F401
 
     from .parallel import reuse_heap
 
     reuse_heap()  # a pool process only validates: it keeps its heap to the end
-    product_side(token, opener)
     time_coder()
 
 
@@ -346,7 +451,8 @@ class _Source:
             if self._h5 is not None and m is not None and np.dtype(m.dtype).kind in self.H5_KINDS:
                 # netCDF-4 stores a variable named like a dimension it is not the coordinate
                 # of under this prefix (the plain name is then the dimension's scale)
-                obj = self._h5.get(f"_nc4_non_coord_{name}")
+                shadow = f"_nc4_non_coord_{name}"
+                obj = self._h5.get(shadow) if shadow in self._h5 else None  # `in`: no object opened
                 obj = obj if isinstance(obj, h5py.Dataset) else self._h5.get(name)
                 want = np.dtype(m.dtype)
                 if (
@@ -514,6 +620,13 @@ def _compare_variable(
             del eq
         if raw_bad or decode_error or compare_error:
             continue  # only the first problem of a variable is reported
+        if (
+            not reencoded
+            and p_raw.nbytes >= SKIP_DECODE_BYTES
+            and product.decodes_alike(name, spec, np.dtype(s_raw.dtype))
+        ):
+            dec_size += int(p_raw.size)  # bitwise equal and decoded alike: equal once decoded
+            continue
         # decoded values, as users see them
         try:
             p_dec = product.decode(name, p_raw)

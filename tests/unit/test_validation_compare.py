@@ -8,10 +8,13 @@ decoding (packing, masks, unsigned, time bounds without units, character arrays)
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from padocc_like.validation.compare import (
     bitwise_equal,
@@ -190,3 +193,104 @@ def test_an_error_in_any_block_reaches_the_caller(monkeypatch):
                 workers.map_blocks(_fail_on_13, 0, blocks)
     finally:
         workers.close()
+
+
+# ---------------------------------------------------------------------------
+# masks_alike: when validation may skip decoding bitwise-equal raw values
+# ---------------------------------------------------------------------------
+def _spec(dims=("t", "x"), **attrs):
+    from padocc_like.validation.compare import DecodeSpec
+
+    return DecodeSpec(tuple(dims), dict(attrs), {"dtype": np.dtype("f4")}, False)
+
+
+def test_masks_alike_across_json_and_numpy_fill_values():
+    from padocc_like.validation.compare import masks_alike
+
+    # the product's JSON attribute is a Python float, the source's a float32: both mask 1e20f
+    product = _spec(_FillValue=np.float32(1e20), missing_value=1.0000000200408773e20, units="K")
+    source = _spec(_FillValue=np.float32(1e20), missing_value=np.float32(1e20), units="K")
+    assert masks_alike("tas", product, source, np.dtype("f4"))
+
+
+@pytest.mark.parametrize(
+    "product, source",
+    [
+        (_spec(_FillValue=np.float32(1e20)), _spec(_FillValue=np.float32(-1e20))),
+        (_spec(_FillValue=np.float32(1e20)), _spec()),
+        (_spec(missing_value=np.float64(1e20)), _spec(missing_value=np.float32(1e20))),  # 1e20 is no float32
+        (_spec(scale_factor=2.0), _spec(scale_factor=2.0)),  # packing: decoded, not skipped
+        (_spec(units="days since 2000-01-01"), _spec(units="days since 2000-01-01")),
+        (_spec(dims=("t", "x")), _spec(dims=("t", "y"))),
+        (_spec(dims=()), _spec(dims=())),
+    ],
+)
+def test_masks_alike_refuses(product, source):
+    from padocc_like.validation.compare import masks_alike
+
+    assert not masks_alike("v", product, source, np.dtype("f4"))
+
+
+_FILLS = st.one_of(
+    st.none(),
+    st.floats(width=32, allow_nan=True),
+    st.floats(allow_nan=False),
+    st.integers(-(2**31), 2**31 - 1),
+    st.sampled_from([0.0, -0.0, 1e20, 9.969209968386869e36, -999, 255, -1]),
+)
+
+
+def _typed(value, kind: str):
+    if value is None:
+        return None
+    with np.errstate(all="ignore"):
+        return {"py": value, "f4": np.float32(value), "f8": np.float64(value)}[kind]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dtype=st.sampled_from(["f4", "f8", "i2", "i4", "u1"]),
+    fills=st.lists(st.tuples(_FILLS, st.sampled_from(["py", "f4", "f8"])), min_size=4, max_size=4),
+    data=st.data(),
+)
+def test_masks_alike_is_sound(dtype, fills, data):
+    """Whenever masks_alike says yes, decoding any raw values (fill values included) gives
+    the same values under both specs."""
+    from padocc_like.validation.compare import DecodeSpec, decode_array, decoded_equal, masks_alike
+
+    dt = np.dtype(dtype)
+    typed = []
+    for value, kind in fills:
+        v = _typed(value, kind)
+        if v is not None and dt.kind in "iu" and not (isinstance(value, int) or float(value).is_integer()):
+            v = None  # netCDF keeps integer fill values for integer variables
+        typed.append(v)
+    specs = []
+    for fv, mv in (typed[:2], typed[2:]):
+        attrs = {k: v for k, v in (("_FillValue", fv), ("missing_value", mv)) if v is not None}
+        specs.append(DecodeSpec(("t",), attrs, {"dtype": dt}, False))
+    with np.errstate(all="ignore"):
+        try:
+            alike = masks_alike("v", specs[0], specs[1], dt)
+        except (OverflowError, ValueError):
+            return
+        if not alike:
+            return
+        if dt.kind == "f":
+            info = np.finfo(dt)
+            raw = data.draw(
+                st.lists(st.floats(width=dt.itemsize * 8, allow_nan=True), min_size=1, max_size=20)
+            )
+            raw = [*raw, 0.0, -0.0, info.max, np.inf, np.nan]
+        else:
+            info = np.iinfo(dt)
+            raw = data.draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=1, max_size=20))
+        extra = []
+        for v in typed:
+            if v is not None:
+                with contextlib.suppress(OverflowError, ValueError):
+                    extra.append(np.asarray(v).astype(dt).item())
+        arr = np.array([*raw, *extra], dtype=dt)
+        a, b = decode_array("v", specs[0], arr), decode_array("v", specs[1], arr)
+    assert a.dtype == b.dtype
+    assert decoded_equal(a, b).all()

@@ -133,6 +133,8 @@ def select_variables(scan: FileScan, options: CombineOptions) -> dict[str, Varia
             f"{scan.url}: variables {unknown} named in keep/drop are not in the file "
             f"(it has {sorted(variables)})"
         )
+    if options.keep_variables is None and not options.drop_variables:
+        return dict(variables)
     names = set(variables)
     if options.keep_variables is not None:
         keep = set(options.keep_variables)
@@ -869,6 +871,7 @@ def _concatenated(
     inline: dict[int, bytes] = {}
     filled = np.zeros(n_out, dtype=bool)
     holder: dict[tuple[int, ...], int] = {}  # block along var_concat -> first file holding it
+    templates: dict[tuple[int, ...], np.ndarray] = {}
     for k, (var, url, cell) in enumerate(zip(per_file, urls, cells, strict=True)):
         chunk_origin = [0] * len(first.dims)
         for d in var_concat:
@@ -903,12 +906,18 @@ def _concatenated(
             continue
         holder[block_key] = k
         local_grid = var.grid
-        n_local = math.prod(local_grid)
-        if n_local == 0:
+        if math.prod(local_grid) == 0:
             continue
-        local_idx = np.unravel_index(np.arange(n_local), local_grid)
-        global_idx = tuple(li + o for li, o in zip(local_idx, chunk_origin, strict=True))
-        flat = np.ravel_multi_index(global_idx, out_grid) if out_grid else np.zeros(1, dtype=np.int64)
+        if not out_grid:
+            flat = np.zeros(1, dtype=np.int64)
+        else:
+            # a file's chunks land at (its own flat positions in the output grid) + (its
+            # origin's flat position): the first part is the same for every file of one grid
+            template = templates.get(local_grid)
+            if template is None:
+                local_idx = np.unravel_index(np.arange(math.prod(local_grid)), local_grid)
+                template = templates[local_grid] = np.ravel_multi_index(local_idx, out_grid)
+            flat = template + int(np.ravel_multi_index(tuple(chunk_origin), out_grid))
         if filled[flat].any():
             raise AggregationError(f"variable {name!r}: chunks of {url} overlap another file's")
         filled[flat] = True

@@ -14,6 +14,7 @@ grids stay compact. Everything round-trips through plain JSON (``to_dict`` /
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +25,9 @@ MISSING = -1
 """Offset of a chunk that is not stored in the file (read as the fill value)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
-    """Number of chunks along each axis."""
+    """Number of chunks along each axis (remembered: every file of a project asks the same)."""
     return tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, chunks, strict=True))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -113,14 +114,20 @@ def read_stored_chunks(var: VariableScan, read_range: Callable[[int, int], bytes
 
 @contextlib.contextmanager
 def file_reader(path: str) -> Iterator[Callable[[int, int], bytes]]:
-    """A ``read_range(offset, length)`` over a local file, open for the ``with`` block."""
-    with open(path, "rb") as f:
+    """A ``read_range(offset, length)`` over a local file, open for the ``with`` block (opened
+    at the first read: values held inline in the scan need no file)."""
+    fd: list[int] = []
 
-        def read_range(offset: int, length: int) -> bytes:
-            f.seek(offset)
-            data = f.read(length)
-            if len(data) != length:
-                raise ScanError(f"{path}: expected {length} bytes at offset {offset}, file is shorter")
-            return data
+    def read_range(offset: int, length: int) -> bytes:
+        if not fd:
+            fd.append(os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        data = os.pread(fd[0], length, offset)
+        if len(data) != length:
+            raise ScanError(f"{path}: expected {length} bytes at offset {offset}, file is shorter")
+        return data
 
+    try:
         yield read_range
+    finally:
+        if fd:
+            os.close(fd[0])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._gc import gc_paused
 from .._io import atomic_write_bytes, sha256_text
 from ..references.model import FileScan
 from ..runners.pool import process_pool
@@ -148,8 +149,9 @@ def _scan_batch_pickled(args: tuple[list[str], list[str], int]) -> bytes:
     """A worker's unit of work: scan files, return ``{key: FileScan}`` already pickled (the
     calling process stores the bytes in the cache as they are)."""
     urls, keys, inline_threshold = args
-    scans = {k: scan_file(u, inline_threshold=inline_threshold) for u, k in zip(urls, keys, strict=True)}
-    return pickle.dumps(scans, protocol=5)
+    with gc_paused():
+        scans = {k: scan_file(u, inline_threshold=inline_threshold) for u, k in zip(urls, keys, strict=True)}
+        return pickle.dumps(scans, protocol=5)
 
 
 def _scan_batch_here(args: tuple[list[str], list[str], int]) -> dict[str, FileScan]:
@@ -195,6 +197,15 @@ def _shared_map(
 
     feeder = threading.Thread(target=feed, name="padocc-like-scan-feeder", daemon=True)
     feeder.start()
+    taken = 0  # worker results handed on, in submission order
+
+    def finished() -> Iterator[tuple[int, Any]]:
+        nonlocal taken
+        while taken < len(submitted) and submitted[taken][1].done():
+            i, future = submitted[taken]
+            taken += 1
+            yield i, future.result()
+
     try:
         while True:
             with lock:
@@ -202,10 +213,13 @@ def _shared_map(
                     break
                 i = queue.pop()
             yield i, (local_fn or fn)(batches[i])
+            # the workers' finished batches now, not all at the end: they keep scanning
+            # while this process takes their results in
+            yield from finished()
         feeder.join()
         if feeder_error:
             raise feeder_error[0]
-        for i, future in submitted:
+        for i, future in submitted[taken:]:
             yield i, future.result()
     finally:
         stop.set()

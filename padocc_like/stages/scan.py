@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._gc import gc_paused
 from .._io import atomic_write_json, read_json, utc_now
 from ..config.models import ResolvedProject
 from ..errors import AggregationError
@@ -47,16 +48,33 @@ def scan_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[
     return digest("scan", state.get("manifest_sha256"), state.get("config_sha256"))
 
 
+def describe_variables(names: list[str], scans: list[FileScan]) -> dict[str, dict[str, Any]]:
+    """:func:`describe_variable` for several variables, in one pass over the scans."""
+    chunk_shapes: dict[str, set[tuple[int, ...]]] = {n: set() for n in names}
+    extents: dict[str, set[tuple[int, ...]]] = {n: set() for n in names}
+    for s in scans:
+        variables = s.variables
+        for n in names:
+            var = variables.get(n)
+            if var is not None:
+                chunk_shapes[n].add(tuple(var.chunks))
+                extents[n].add(tuple(var.shape))
+    return {n: _describe(scans[0].variables[n], chunk_shapes[n], extents[n]) for n in names}
+
+
 def describe_variable(name: str, scans: list[FileScan]) -> dict[str, Any]:
     """What scan reports per variable: taken from the first file, with what varies."""
-    first = scans[0].variables[name]
-    chunk_shapes = sorted({tuple(s.variables[name].chunks) for s in scans if name in s.variables})
-    extents = [list(s.variables[name].shape) for s in scans if name in s.variables]
+    return describe_variables([name], scans)[name]
+
+
+def _describe(
+    first: Any, chunk_shapes: set[tuple[int, ...]], extents: set[tuple[int, ...]]
+) -> dict[str, Any]:
     info: dict[str, Any] = {
         "dims": list(first.dims),
         "dtype": first.dtype,
         "shape_first_file": list(first.shape),
-        "chunks": [list(c) for c in chunk_shapes],
+        "chunks": [list(c) for c in sorted(chunk_shapes)],
         "codecs": [f["id"] for f in first.filters or []],
         "fill_value": first.fill_value,
         "storage": first.storage,
@@ -64,7 +82,7 @@ def describe_variable(name: str, scans: list[FileScan]) -> dict[str, Any]:
     for key in ("scale_factor", "add_offset", "missing_value", "units", "calendar"):
         if key in first.attrs:
             info[key] = first.attrs[key]
-    if len({tuple(e) for e in extents}) > 1:
+    if len(extents) > 1:
         info["shapes_vary"] = True
     return info
 
@@ -85,7 +103,7 @@ def analyse(
         "file_formats": sorted({s.format for s in scans}),
     }
     selected = select_variables(scans[0], options)
-    report["variables"] = {n: describe_variable(n, scans) for n in sorted(selected)}
+    report["variables"] = describe_variables(sorted(selected), scans)
     report["dimensions"] = scans[0].dims
     report["unlimited"] = list(scans[0].unlimited)
     try:
@@ -114,15 +132,20 @@ def scan_stage(
     chosen = sample_entries(entries, limit)
     sampled = len(chosen) < len(entries)
     t0 = time.perf_counter()
-    scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers)
-    per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
-    report, agg, problem = analyse(scans, project, sampled)
+    with gc_paused():
+        scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers)
+        per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
+        report, agg, problem = analyse(scans, project, sampled)
     report["files_total"] = len(entries)
     # estimates for the whole project, extrapolated from the scanned files
     scale = len(entries) / len(chosen)
-    refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
-    inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
-    n_refs = agg.n_refs() if (agg is not None and not sampled) else int(refs_per_file * len(entries))
+    if agg is not None and not sampled:  # the whole project is combined: count, don't estimate
+        n_refs = agg.n_refs()
+        inline_bytes = sum(len(b) for v in agg.variables.values() for b in v.inline.values())
+    else:
+        refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
+        inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
+        n_refs = int(refs_per_file * len(entries))
     json_bytes = KerchunkWriter.estimate_json_bytes(n_refs, int(inline_bytes * scale))
     writer = kerchunk_writer(project)
     layout = project.product.layout

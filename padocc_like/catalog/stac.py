@@ -48,6 +48,8 @@ DEFAULT_COLLECTION_HREF = "../collection.json"
 PREFIX = "padocc_like"
 
 KERCHUNK_ASSET = "reference_file"
+CFA_ASSET = "reference_file_2"
+CFA_MEDIA = "application/netcdf"
 REPORT_ASSET = "validation_report"
 _MEDIA = {"json": "application/json", "parquet": "application/vnd.apache.parquet"}
 _PGSTAC_FORBIDDEN = re.compile(r"[:/?#\[\]@!$&'()*+,;=\s]")
@@ -459,19 +461,52 @@ def summarise_dataset(ds: xarray.Dataset) -> dict[str, Any]:
 _PROTECTED = {"datetime", "start_datetime", "end_datetime", "cube:dimensions", "cube:variables"}
 
 
-def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
-    """(asset key, asset fields) for a product record."""
-    kind = str(product.get("kind", "kerchunk"))
-    if kind != "kerchunk":
-        raise CatalogError(f"STAC assets for product kind {kind!r} are not supported yet")
-    layout = str(product.get("layout", "json"))
-    if layout not in _MEDIA:
-        raise CatalogError(f"unknown kerchunk layout {layout!r} (expected json or parquet)")
+def _file_fields(product: Mapping[str, Any]) -> dict[str, Any]:
+    """The file extension's size and multihash checksum of a product record."""
     size, sha = product.get("size"), str(product.get("sha256", "")).lower()
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise CatalogError(f"product 'size' must be a non-negative integer, not {size!r}")
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise CatalogError(f"product 'sha256' must be 64 hex digits, not {sha!r}")
+    return {"file:size": size, "file:checksum": "1220" + sha}
+
+
+def _cfa_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
+    """A CF-1.13 aggregation file, under the key and fields CEDA DataPoint reads.
+
+    DataPoint opens ``reference_file_2`` (``cloud_format: CFA``) with cfapyx's ``CFA``
+    engine and ``open_xarray_kwargs``; the generic ``href`` + ``xarray:open_kwargs`` pattern
+    gets cfapyx's engine for absolute fragment URIs (which it resolves from anywhere) and our
+    ``padocc_cfa`` engine for relative ones (cfapyx resolves those against the working
+    directory). An aggregation file served over HTTP needs ``#mode=bytes`` for netCDF-C."""
+    if href.startswith(("http://", "https://")) and "#" not in href:
+        href += "#mode=bytes"
+    relative = str(product.get("cfa_uris", "absolute")) == "relative"
+    open_kwargs: dict[str, Any] = {"engine": "padocc_cfa" if relative else "CFA", "chunks": {}}
+    fields = {
+        "href": href,
+        "type": CFA_MEDIA,
+        "title": f"CF-1.13 aggregation (CFA-netCDF), revision {product.get('revision')}",
+        "roles": ["data", "aggregation", "virtual"],
+        "cloud_format": "CFA",
+        "xarray:open_kwargs": open_kwargs,
+        "open_xarray_kwargs": {},
+        **_file_fields(product),
+    }
+    return CFA_ASSET, fields
+
+
+def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
+    """(asset key, asset fields) for a product record."""
+    kind = str(product.get("kind", "kerchunk"))
+    if kind == "cfa":
+        return _cfa_asset(product, href)
+    if kind != "kerchunk":
+        raise CatalogError(f"STAC assets for product kind {kind!r} are not supported yet")
+    layout = str(product.get("layout", "json"))
+    if layout not in _MEDIA:
+        raise CatalogError(f"unknown kerchunk layout {layout!r} (expected json or parquet)")
+    file_fields = _file_fields(product)
     open_kwargs: dict[str, Any] = {"engine": "kerchunk", "chunks": {}}
     if product.get("storage_options"):
         # kerchunk's backend takes them (e.g. remote_protocol/remote_options for the targets)
@@ -484,8 +519,7 @@ def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str
         "cloud_format": "kerchunk",
         "xarray:open_kwargs": open_kwargs,
         "open_zarr_kwargs": {},
-        "file:size": size,
-        "file:checksum": "1220" + sha,
+        **file_fields,
     }
     return KERCHUNK_ASSET, fields
 
@@ -530,6 +564,12 @@ def build_item(
     start, end = summary.get("start_datetime"), summary.get("end_datetime")
     revision = product.get("revision")
     asset_key, asset_fields = _product_asset(product, product_href)
+    store_href, store_type = asset_fields["href"], asset_fields["type"]
+    what = (
+        "a CF-1.13 aggregation (CFA-netCDF) of"
+        if str(product.get("kind")) == "cfa"
+        else f"Kerchunk references ({product.get('layout', 'json')}) to"
+    )
 
     props: dict[str, Any] = {
         "title": title or project_id,
@@ -544,8 +584,7 @@ def build_item(
         "cube:variables": summary["cube_variables"],
         "processing:software": {str(k): str(v) for k, v in software.items()},
         "processing:lineage": (
-            f"Kerchunk references ({product.get('layout', 'json')}) to "
-            f"{product.get('n_files', 'the')} source files, built by padocc_like "
+            f"{what} {product.get('n_files', 'the')} source files, built by padocc_like "
             "(phases init, scan, compute) and validated against the sources (phase validate)"
         ),
         "processing:datetime": now,
@@ -598,7 +637,7 @@ def build_item(
     json_type = "application/json"
     item.add_link(pystac.Link("collection", collection_href or DEFAULT_COLLECTION_HREF, json_type))
     item.add_link(pystac.Link("processing-validation", report_href, json_type, "Validation report"))
-    item.add_link(pystac.Link("store", product_href, _MEDIA[str(product.get("layout", "json"))]))
+    item.add_link(pystac.Link("store", store_href, store_type))
     return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 

@@ -280,6 +280,26 @@ def test_parquet_layout_media_type(schemas: Path) -> None:
     validate_stac(item, schemas)
 
 
+def test_cfa_product_gets_datapoints_asset(schemas: Path) -> None:
+    """A CFA product is DataPoint's ``reference_file_2`` (cloud_format CFA, opened with
+    cfapyx's ``CFA`` engine); relative fragment URIs need our engine, HTTP needs #mode=bytes."""
+    s = summarise_dataset(cf_dataset())
+    cfa = product(kind="cfa", layout="nc", media_type="application/x-netcdf")
+    item = make_item(s, product=cfa, product_href="/work/demo/p/products/cfa/r1.nc")
+    asset = item["assets"]["reference_file_2"]
+    assert "reference_file" not in item["assets"]
+    assert asset["type"] == "application/netcdf" and asset["cloud_format"] == "CFA"
+    assert asset["xarray:open_kwargs"]["engine"] == "CFA" and asset["href"].endswith("r1.nc")
+    assert asset["file:size"] == 1234 and asset["file:checksum"] == "1220" + SHA
+    validate_stac(item, schemas)
+    rel = make_item(s, product={**cfa, "cfa_uris": "relative"})
+    assert rel["assets"]["reference_file_2"]["xarray:open_kwargs"]["engine"] == "padocc_cfa"
+    web = make_item(s, product=cfa, product_href="https://data.example.org/p/r1.nc")
+    assert web["assets"]["reference_file_2"]["href"] == "https://data.example.org/p/r1.nc#mode=bytes"
+    with pytest.raises(CatalogError, match="sha256"):
+        make_item(s, product={**cfa, "sha256": "x"})
+
+
 def test_bad_inputs_are_catalog_errors() -> None:
     s = summarise_dataset(cf_dataset())
     with pytest.raises(CatalogError, match="datetime"):

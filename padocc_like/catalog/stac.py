@@ -471,6 +471,27 @@ def _file_fields(product: Mapping[str, Any]) -> dict[str, Any]:
     return {"file:size": size, "file:checksum": "1220" + sha}
 
 
+def _asset(
+    product: Mapping[str, Any],
+    href: str,
+    media_type: str,
+    title: str,
+    roles: list[str],
+    cloud_format: str,
+    open_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The fields every product asset has (``cloud_format`` is what DataPoint dispatches on)."""
+    return {
+        "href": href,
+        "type": media_type,
+        "title": title,
+        "roles": roles,
+        "cloud_format": cloud_format,
+        "xarray:open_kwargs": open_kwargs,
+        **_file_fields(product),
+    }
+
+
 def _cfa_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
     """A CF-1.13 aggregation file, under the key and fields CEDA DataPoint reads.
 
@@ -483,17 +504,10 @@ def _cfa_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, An
         href += "#mode=bytes"
     relative = str(product.get("cfa_uris", "absolute")) == "relative"
     open_kwargs: dict[str, Any] = {"engine": "padocc_cfa" if relative else "CFA", "chunks": {}}
-    fields = {
-        "href": href,
-        "type": CFA_MEDIA,
-        "title": f"CF-1.13 aggregation (CFA-netCDF), revision {product.get('revision')}",
-        "roles": ["data", "aggregation", "virtual"],
-        "cloud_format": "CFA",
-        "xarray:open_kwargs": open_kwargs,
-        "open_xarray_kwargs": {},
-        **_file_fields(product),
-    }
-    return CFA_ASSET, fields
+    title = f"CF-1.13 aggregation (CFA-netCDF), revision {product.get('revision')}"
+    roles = ["data", "aggregation", "virtual"]
+    fields = _asset(product, href, CFA_MEDIA, title, roles, "CFA", open_kwargs)
+    return CFA_ASSET, {**fields, "open_xarray_kwargs": {}}
 
 
 def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
@@ -506,22 +520,14 @@ def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str
     layout = str(product.get("layout", "json"))
     if layout not in _MEDIA:
         raise CatalogError(f"unknown kerchunk layout {layout!r} (expected json or parquet)")
-    file_fields = _file_fields(product)
     open_kwargs: dict[str, Any] = {"engine": "kerchunk", "chunks": {}}
     if product.get("storage_options"):
         # kerchunk's backend takes them (e.g. remote_protocol/remote_options for the targets)
         open_kwargs["storage_options"] = dict(product["storage_options"])
-    fields = {
-        "href": href,
-        "type": _MEDIA[layout],
-        "title": f"Kerchunk references ({layout}), revision {product.get('revision')}",
-        "roles": ["data", "references", "virtual"],
-        "cloud_format": "kerchunk",
-        "xarray:open_kwargs": open_kwargs,
-        "open_zarr_kwargs": {},
-        **file_fields,
-    }
-    return KERCHUNK_ASSET, fields
+    title = f"Kerchunk references ({layout}), revision {product.get('revision')}"
+    roles = ["data", "references", "virtual"]
+    fields = _asset(product, href, _MEDIA[layout], title, roles, "kerchunk", open_kwargs)
+    return KERCHUNK_ASSET, {**fields, "open_zarr_kwargs": {}}
 
 
 def build_item(

@@ -222,15 +222,16 @@ def _aggregation(
     used = {role: _variable(grp, name, role, where) for role, name in roles.items()}
     sizes = _fragment_sizes(used["map"], dims, shape, where)
     frag_shape = tuple(len(s) for s in sizes)
-    fill = _fill_value(var.dtype, attrs)
+    dtype = np.dtype(object) if var.dtype is str else np.dtype(var.dtype)  # vlen strings: object
+    fill = _fill_value(dtype, attrs)
     if "unique_values" in used:
         fragments = FragmentArray(
             frag_shape,
-            unique_values=_unique_values(used["unique_values"], frag_shape, var.dtype, attrs, where),
+            unique_values=_unique_values(used["unique_values"], frag_shape, dtype, attrs, where),
         )
     else:
         fragments = _located_fragments(used, frag_shape, term_set, where)
-    agg = AggregationVariable(var.name, var.dtype, dims, shape, sizes, attrs, fill, fragments, term_set)
+    agg = AggregationVariable(var.name, dtype, dims, shape, sizes, attrs, fill, fragments, term_set)
     return agg, list(used.values())
 
 

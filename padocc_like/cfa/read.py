@@ -232,23 +232,22 @@ def _read_slice(positions: np.ndarray) -> tuple[slice, np.ndarray | None]:
 def canonical_values(
     raw: np.ndarray, attrs: Mapping[str, Any], var: AggregationVariable, where: str
 ) -> np.ndarray:
-    """Raw fragment values with the fragment's attributes -> raw values of the aggregation variable."""
+    """Raw fragment values with the fragment's attributes -> raw values of the aggregation variable.
+
+    Values are unpacked (and repacked when the aggregation variable is itself packed) only
+    when the two are stored differently, so identically packed fragments stay exact.
+    """
     if var.dtype.kind not in "biufc" or raw.dtype.kind not in "biufc":
         return raw.astype(var.dtype)
     missing = missing_mask(raw, attrs)
-    if str(attrs.get("_Unsigned", "")).lower() == "true" and raw.dtype.kind == "i":
-        raw = raw.view(raw.dtype.str.replace("i", "u"))
     if missing.any():  # so that no arithmetic or cast below sees a fill value
         raw = np.where(missing, np.zeros((), raw.dtype), raw)
-    data: np.ndarray = raw
-    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
-    if scale is not None or offset is not None:
-        data = raw.astype(var.dtype if var.dtype.kind == "f" else np.float64)
-        if scale is not None:
-            data *= scale
-        if offset is not None:
-            data += offset
-    data = _convert_units(data, attrs, var, where)
+    storage, agg_storage = _storage(attrs), _storage(var.attrs)
+    if storage == agg_storage and _same_units(attrs.get("units"), var.attrs.get("units")):
+        data = raw
+    else:
+        data = _convert_units(_unpack(raw, storage, var), attrs, var, where)
+        data = _pack(data, agg_storage, var)
     if data.dtype != var.dtype:
         if var.dtype.kind in "iu" and data.dtype.kind in "fc":
             data = np.rint(data)
@@ -258,12 +257,49 @@ def canonical_values(
     return data
 
 
+def _storage(attrs: Mapping[str, Any]) -> tuple[Any, Any, bool]:
+    """How values are stored: ``scale_factor``, ``add_offset``, whether ``_Unsigned``."""
+    unsigned = str(attrs.get("_Unsigned", "")).lower() == "true"
+    return attrs.get("scale_factor"), attrs.get("add_offset"), unsigned
+
+
+def _unpack(raw: np.ndarray, storage: tuple[Any, Any, bool], var: AggregationVariable) -> np.ndarray:
+    """Physical values, computed as xarray decodes them (in the aggregation's float type if it has one)."""
+    scale, offset, unsigned = storage
+    if unsigned and raw.dtype.kind == "i":
+        raw = raw.view(raw.dtype.str.replace("i", "u"))
+    if scale is None and offset is None:
+        return raw
+    packed = var.attrs.get("scale_factor") is not None or var.attrs.get("add_offset") is not None
+    data = raw.astype(var.dtype if var.dtype.kind == "f" and not packed else np.float64)
+    if scale is not None:
+        data *= scale
+    if offset is not None:
+        data += offset
+    return data
+
+
+def _pack(data: np.ndarray, storage: tuple[Any, Any, bool], var: AggregationVariable) -> np.ndarray:
+    """Physical values in the aggregation variable's own packing (if any)."""
+    scale, offset, unsigned = storage
+    if scale is not None or offset is not None:
+        data = (np.asarray(data, dtype=np.float64) - (offset or 0)) / (1 if scale is None else scale)
+    if unsigned and var.dtype.kind == "i":
+        data = np.rint(data).astype(var.dtype.str.replace("i", "u")).view(var.dtype)
+    return data
+
+
+def _same_units(have: Any, want: Any) -> bool:
+    """Units are the same, or one side has none (taken to mean the same)."""
+    return have is None or want is None or " ".join(str(have).split()) == " ".join(str(want).split())
+
+
 def _convert_units(
     data: np.ndarray, attrs: Mapping[str, Any], var: AggregationVariable, where: str
 ) -> np.ndarray:
     """Fragment values in the aggregation variable's units: only reference-time units convert."""
     have, want = attrs.get("units"), var.attrs.get("units")
-    if have is None or want is None or " ".join(str(have).split()) == " ".join(str(want).split()):
+    if _same_units(have, want):
         return data
     have_time, want_time = _SINCE.match(str(have)), _SINCE.match(str(want))
     if not (have_time and want_time):

@@ -587,6 +587,48 @@ def test_integer_aggregation_of_float_fragments(tmp_path: Path) -> None:
     assert_same(values(path), np.array([1, 2, np.nan, 4, 5]))
 
 
+def test_packed_aggregation_variable(tmp_path: Path) -> None:
+    """The aggregation variable is int16 packed, so its canonical form is packed too: fragment 0
+    is packed alike, 1 is unpacked float32, 2 is packed differently; all come back as the
+    aggregation's stored values, and xarray unpacks them after assembly."""
+    packing = {"scale_factor": np.float32(0.5), "add_offset": np.float32(100.0)}
+    stored = np.array([-3, 7, 0, 12, 5, -1, 30000, 4], dtype=np.int16)
+    physical = stored.astype(np.float32) * packing["scale_factor"] + packing["add_offset"]
+
+    def vary(
+        index: tuple[int, ...], data: np.ndarray, attrs: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if index == (1,):
+            return physical[3:6], {}
+        if index == (2,):
+            return ((physical[6:] - 50) / 2).astype(np.int32), {"scale_factor": 2.0, "add_offset": 50.0}
+        return data, dict(packing)
+
+    paths = write_fragments(tmp_path, stored, [[3, 3, 2]], ("time",), hook=vary)
+    agg = aggregation_variables(
+        "tas",
+        ("time",),
+        [[3, 3, 2]],
+        uris=relative_uris(paths, tmp_path),
+        attrs={"_FillValue": np.int16(-32767), **packing},
+        dtype=np.int16,
+    )
+    path = write_nc(tmp_path / "agg.nca", agg, dims={"time": 8})
+    assert_same(values(path, mask_and_scale=False), stored)
+    assert_same(values(path), physical)
+
+
+def test_string_aggregation(tmp_path: Path) -> None:
+    labels = np.array(["jan", "feb", "mar", "apr", "may"], dtype=object)
+    paths = write_fragments(tmp_path, labels, [[2, 3]], ("time",), variable="label", attrs={})
+    agg = aggregation_variables(
+        "label", ("time",), [[2, 3]], uris=relative_uris(paths, tmp_path), identifiers="label"
+    )
+    agg["label"] = ((), "", {k: v for k, v in agg["label"][2].items() if k.startswith("aggregated_")})
+    path = write_nc(tmp_path / "agg.nca", agg, dims={"time": 5})
+    assert values(path, "label").tolist() == labels.tolist()
+
+
 # --- 9, 10, 11: unique values, scalars, coordinates ----------------------------------------
 def test_unique_values_with_a_missing_fragment(tmp_path: Path) -> None:
     sizes = [[2, 3], [2, 2]]
@@ -818,6 +860,61 @@ def test_one_dask_chunk_per_fragment(tmp_path: Path) -> None:
         assert ds["tas"].chunks == ((4, 4, 2), (3, 4), (4,))
         assert_same(ds["tas"].values, truth)
         assert_same(ds["tas"][1:9:3, 2:6].values, truth[1:9:3, 2:6])
+
+
+def test_aggregation_variable_in_a_group(tmp_path: Path) -> None:
+    """Fragment-array variables and dimensions are found in ancestor groups (CF 2.7)."""
+    truth = field((6,), masked=False)
+    paths = write_fragments(tmp_path, truth, [[2, 4]], ("time",), hook=_fill)
+    variables = aggregation_variables("tas", ("time",), [[2, 4]], uris=relative_uris(paths, tmp_path))
+    variables["forecast/tas"] = variables.pop("tas")
+    variables["forecast/height"] = ((), np.float64(2.0), {"units": "m"})
+    path = write_nc(tmp_path / "agg.nca", variables, dims={"time": 6})
+    with open_cfa(path, group="forecast") as ds:
+        assert set(ds.variables) == {"tas", "height"}
+        assert_same(ds["tas"].values, truth)
+    assert parse_aggregation(path, group="/forecast").group == "/forecast"
+
+
+def test_decode_cfa_false_shows_the_file_as_stored(tmp_path: Path) -> None:
+    variables, dims = _valid(tmp_path)
+    path = write_nc(tmp_path / "agg.nca", variables, dims=dims)
+    with open_cfa(path, cfa_options={"decode_cfa": False}) as ds:
+        assert ds["tas"].shape == ()
+        assert {"tas_map", "tas_uris", "tas_ids"} <= set(ds.variables)
+        assert ds["tas"].attrs["aggregated_dimensions"] == "time"
+
+
+def test_storage_options_reach_fsspec(
+    tmp_path: Path, memory_fs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truth = field((3,), masked=False)
+    paths = write_fragments(tmp_path, truth, [[3]], ("time",), hook=_fill)
+    memory_fs.pipe("/cfa-test/f.nc", paths[0].read_bytes())
+    agg = aggregation_variables(
+        "tas", ("time",), [[3]], uris=np.array(["memory://cfa-test/f.nc"], dtype=object)
+    )
+    path = write_nc(tmp_path / "agg.nca", agg, dims={"time": 3})
+    seen: list[dict[str, Any]] = []
+    real_open = fsspec.open
+
+    def recording_open(url: str, mode: str = "rb", **options: Any) -> Any:
+        seen.append(options)
+        return real_open(url, mode=mode)
+
+    monkeypatch.setattr(fsspec, "open", recording_open)
+    assert_same(values(path, storage_options={"anon": True}), truth)
+    assert seen == [{"anon": True}]
+
+
+def test_opened_datasets_pickle(tmp_path: Path) -> None:
+    """Lazy aggregated arrays cross process boundaries (dask distributed, multiprocessing)."""
+    import pickle
+
+    truth = field((6, 2))
+    path = simple_aggregation(tmp_path, truth, [[3, 3], [2]], hook=_fill)
+    with open_cfa(path, chunks={}) as ds:
+        assert_same(pickle.loads(pickle.dumps(ds))["tas"].values, truth)
 
 
 def test_guess_can_open(tmp_path: Path) -> None:

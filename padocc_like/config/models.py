@@ -87,6 +87,13 @@ class ProductOptions(_Model):
     300,000 references: larger JSON files take seconds and gigabytes to open)."""
     record_size: int = Field(100_000, gt=0)
     """Rows per Parquet record file."""
+    cfa_uris: Literal["absolute", "relative"] = "absolute"
+    """How a ``cfa`` product names its fragments (the source files). ``absolute``: ``file://``
+    URIs for local paths, other URLs as they are; the product then opens from any working
+    directory, also in cfapyx and cf-python (which resolve relative URIs against the working
+    directory, not the aggregation file). ``relative``: paths relative to the product's
+    directory, as CF-1.13 resolves them, for an archive moved together with its products
+    (read correctly by this package's ``padocc_cfa`` xarray engine)."""
 
 
 class ScanOptions(_Model):

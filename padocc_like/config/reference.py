@@ -124,10 +124,15 @@ FIELD_NOTES: dict[str, str] = {
     "Variables.drop": "Variables to drop (applied after `keep`).",
     # product
     "ProductOptions.kind": (
-        "Product kind. Only `kerchunk` has a writer; `cfa` and `zarr` are accepted here, but "
-        "compute then fails with `unknown-plugin` unless a writer for the kind is installed "
-        "(entry-point group `padocc_like.writers`). Scan's estimates are Kerchunk's whatever "
-        "the kind."
+        "Product kind. `kerchunk`: Kerchunk references (`products/kerchunk/r<N>.json` or "
+        "`.parq`). `cfa`: one CF-1.13 aggregation file (`products/cfa/r<N>.nc`, netCDF-4) whose "
+        "fragments are the whole source files, so files of uneven length or with differing "
+        "chunking and codecs are fine; scan recommends it (`recommended_kind: cfa` in "
+        "`scan.json`) when they are all that stops a Kerchunk product. `zarr` is accepted "
+        "here, but compute then fails with "
+        "`unknown-plugin` unless a writer for the kind is installed (entry-point group "
+        "`padocc_like.writers`). Scan estimates Kerchunk references for every kind but `cfa`, "
+        "for which it counts fragments."
     ),
     "ProductOptions.layout": (
         "Kerchunk layout: `json`, `parquet`, or `auto` (Parquet when the estimated JSON size "

@@ -12,7 +12,10 @@ The rules, each enforced with an error that names the files and variables:
 * variables without a concatenation dimension appear once and must hold the
   same values in every file;
 * the chunk grid along a concatenation dimension is regular (every file but
-  the last holds a whole number of chunks), else Kerchunk cannot represent it;
+  the last holds a whole number of chunks), and every file has the same chunk
+  shape and codecs, else Kerchunk cannot represent it; with
+  ``CombineOptions(fragments=True)`` (CF aggregations) each file is instead one
+  whole fragment, and none of this needs to agree;
 * attributes are merged deterministically: values shared by all files are
   kept; a differing value is taken from the first file and reported in
   :attr:`Aggregate.notes`.
@@ -36,7 +39,9 @@ from .model import (
     AggVariable,
     FileScan,
     Fragment,
+    FragmentedVariable,
     VariableScan,
+    chunk_grid,
 )
 from .read import file_reader, read_raw, read_stored_chunks
 
@@ -67,6 +72,11 @@ class CombineOptions:
     """Coordinates and bounds along a concatenation dimension up to this many
     bytes are copied into the product as one chunk (their per-file chunking
     and time units need not agree)."""
+    fragments: bool = False
+    """Hold the variables along the concatenation dims (but the copied coordinates and
+    bounds) as whole-file fragments (:class:`FragmentedVariable`, for CF aggregations)
+    instead of chunk tables: block lengths, chunk shapes and codecs may then differ
+    between files."""
 
 
 RawReader = Callable[[VariableScan, str], np.ndarray]
@@ -501,13 +511,14 @@ def combine(
             dims.setdefault(d, size)
     dims = {d: n for d, n in dims.items() if any(d in v.dims for v in first_sel.values())}
 
-    variables: dict[str, AggVariable] = {}
+    variables: dict[str, AggVariable | FragmentedVariable] = {}
     bounds_of = {
         first_sel[d].attrs["bounds"]: d
         for d in concat
         if d in first_sel and isinstance(first_sel[d].attrs.get("bounds"), str)
     }
     ordered_urls = [scans[i].url for i in order]
+    ordered_cells = [cell_of_file[i] for i in order]
     static_names = [n for n in first_sel if not any(d in concat for d in first_sel[n].dims)]
     proven = _identical_by_bytes(
         static_names,
@@ -540,16 +551,11 @@ def combine(
                 order,
             )
         else:
-            variables[name] = _concatenated(
-                name,
-                per_file,
-                [scans[i].url for i in order],
-                axes,
-                var_concat,
-                url_pos,
-                attrs,
-                [cell_of_file[i] for i in order],
-                read_variable,
+            placed = (name, per_file, ordered_urls, axes, var_concat)
+            variables[name] = (
+                _fragmented(*placed, attrs, ordered_cells, read_variable)
+                if options.fragments
+                else _concatenated(*placed, url_pos, attrs, ordered_cells, read_variable)
             )
 
     attrs, global_notes = _merge_global_attrs([scans[i] for i in order])
@@ -809,6 +815,90 @@ def _recode_times(
     return enc
 
 
+@dataclass(frozen=True)
+class _Placement:
+    """Where one file's values of a variable go along the concatenation dims it spans."""
+
+    k: int
+    """The file's position in ``per_file``."""
+    block: tuple[int, ...]
+    """Its block index along each of the variable's concatenation dims."""
+    starts: tuple[int, ...]
+    """Its start index along each of them."""
+
+
+BlockCheck = Callable[[str, int, str, int, int, int], None]
+"""``check(url, axis, dim, block, start, size)``: a writer's own rule for one file's block
+(Kerchunk: a whole number of chunks); raises to refuse it."""
+
+
+def _place_files(
+    name: str,
+    per_file: list[VariableScan],
+    urls: list[str],
+    axes: dict[str, _Axis],
+    var_concat: list[str],
+    cells: list[tuple[int, ...]],
+    read_variable: RawReader,
+    check: BlockCheck | None = None,
+) -> list[_Placement]:
+    """Place each file's values of ``name`` along ``var_concat``, one file per block.
+
+    The files must agree in length along the other dims, and each must hold as many steps
+    as its coordinate along ``var_concat``. A variable that spans only some of the
+    concatenation dims (``lat_bnds(lat)`` in files split along time and lat) is held by
+    several files per block: it is placed from the first of them, and the others must hold
+    identical values.
+    """
+    first = per_file[0]
+    concat_order = list(axes)
+    for var, url in zip(per_file[1:], urls[1:], strict=True):
+        for ax, d in enumerate(var.dims):
+            if d not in var_concat and var.shape[ax] != first.shape[ax]:
+                raise AggregationError(
+                    f"variable {name!r}: dimension {d!r} has length {var.shape[ax]} in {url} but "
+                    f"{first.shape[ax]} in {urls[0]}"
+                )
+    placements: list[_Placement] = []
+    holder: dict[tuple[int, ...], int] = {}  # block along var_concat -> first file holding it
+    for k, (var, url, cell) in enumerate(zip(per_file, urls, cells, strict=True)):
+        starts = []
+        for d in var_concat:
+            ax = first.dims.index(d)
+            axis = axes[d]
+            block = cell[concat_order.index(d)]
+            start, size = axis.starts[block], axis.sizes[block]
+            if check is not None:
+                check(url, ax, d, block, start, size)
+            if var.shape[ax] != size:
+                raise AggregationError(
+                    f"variable {name!r}: {url} has {var.shape[ax]} steps along {d!r}, its coordinate {size}"
+                )
+            starts.append(start)
+        block_key = tuple(cell[concat_order.index(d)] for d in var_concat)
+        if block_key in holder:
+            j = holder[block_key]
+            if not _arrays_identical(read_variable(per_file[j], urls[j]), read_variable(var, url)):
+                raise AggregationError(
+                    f"variable {name!r} spans only {var_concat} of the concatenation dims "
+                    f"{concat_order}, but {urls[j]} and {url} hold different values for the same "
+                    f"block along {var_concat}; it cannot appear once in the product"
+                )
+            continue
+        holder[block_key] = k
+        placements.append(_Placement(k, block_key, tuple(starts)))
+    return placements
+
+
+def _concatenated_shape(
+    first: VariableScan, axes: dict[str, _Axis], var_concat: list[str]
+) -> tuple[int, ...]:
+    shape = list(first.shape)
+    for d in var_concat:
+        shape[first.dims.index(d)] = axes[d].length
+    return tuple(shape)
+
+
 def _concatenated(
     name: str,
     per_file: list[VariableScan],
@@ -822,12 +912,10 @@ def _concatenated(
 ) -> AggVariable:
     """Concatenate chunk tables along the concatenation dims (regular grid required).
 
-    A variable that spans only some of the concatenation dims (``lat_bnds(lat)`` in
-    files split along time and lat) is held by several files per block: it is
-    referenced from the first of them, and the others must hold identical values.
+    Files are placed by :func:`_place_files`; a variable held by several files per block
+    is referenced from the first of them.
     """
     first = per_file[0]
-    concat_order = list(axes)
     # report every reason the files cannot share one chunk table, not only the first
     others = list(zip(per_file[1:], urls[1:], strict=True))
     chunk_diff = [(url, var.chunks) for var, url in others if var.chunks != first.chunks]
@@ -850,61 +938,36 @@ def _concatenated(
             f"variable {name!r}: " + "; ".join(problems) + "; Kerchunk needs one chunk shape "
             "and one codec list per variable (use product kind 'cfa' or 'zarr')"
         )
-    for var, url in others:
-        for ax, d in enumerate(var.dims):
-            if d not in var_concat and var.shape[ax] != first.shape[ax]:
-                raise AggregationError(
-                    f"variable {name!r}: dimension {d!r} has length {var.shape[ax]} in {url} but "
-                    f"{first.shape[ax]} in {urls[0]}"
-                )
-    shape = list(first.shape)
-    for d in var_concat:
-        shape[first.dims.index(d)] = axes[d].length
     chunks = first.chunks
-    from .model import chunk_grid
+    last_block = {d: len(axes[d].sizes) - 1 for d in var_concat}
 
-    out_grid = chunk_grid(tuple(shape), chunks)
+    def whole_chunks(url: str, ax: int, d: str, block: int, start: int, size: int) -> None:
+        c = chunks[ax]
+        if start % c or (size % c and block != last_block[d]):
+            bad = size if size % c else start
+            raise NotRepresentableError(
+                f"variable {name!r}: {url} holds {size} steps along {d!r} (starting at index "
+                f"{start}) but the chunk length is {c}; Kerchunk needs every file except the "
+                f"last to hold a whole number of chunks ({bad} is not a multiple of {c}). "
+                "Use product kind 'cfa' for files of uneven length"
+            )
+
+    placements = _place_files(name, per_file, urls, axes, var_concat, cells, read_variable, whole_chunks)
+    shape = _concatenated_shape(first, axes, var_concat)
+    out_grid = chunk_grid(shape, chunks)
     n_out = math.prod(out_grid)
     url_index = np.full(n_out, -1, dtype=np.int64)
     offsets = np.full(n_out, MISSING, dtype=np.int64)
     lengths = np.zeros(n_out, dtype=np.int64)
     inline: dict[int, bytes] = {}
     filled = np.zeros(n_out, dtype=bool)
-    holder: dict[tuple[int, ...], int] = {}  # block along var_concat -> first file holding it
     templates: dict[tuple[int, ...], np.ndarray] = {}
-    for k, (var, url, cell) in enumerate(zip(per_file, urls, cells, strict=True)):
+    for placement in placements:
+        var, url = per_file[placement.k], urls[placement.k]
         chunk_origin = [0] * len(first.dims)
-        for d in var_concat:
+        for d, start in zip(var_concat, placement.starts, strict=True):
             ax = first.dims.index(d)
-            axis = axes[d]
-            block = cell[concat_order.index(d)]
-            start, size = axis.starts[block], axis.sizes[block]
-            c = chunks[ax]
-            last_block = block == len(axis.sizes) - 1
-            if start % c or (size % c and not last_block):
-                bad = size if size % c else start
-                raise NotRepresentableError(
-                    f"variable {name!r}: {url} holds {size} steps along {d!r} (starting at index "
-                    f"{start}) but the chunk length is {c}; Kerchunk needs every file except the "
-                    f"last to hold a whole number of chunks ({bad} is not a multiple of {c}). "
-                    "Use product kind 'cfa' for files of uneven length"
-                )
-            if var.shape[ax] != size:
-                raise AggregationError(
-                    f"variable {name!r}: {url} has {var.shape[ax]} steps along {d!r}, its coordinate {size}"
-                )
-            chunk_origin[ax] = start // c
-        block_key = tuple(cell[concat_order.index(d)] for d in var_concat)
-        if block_key in holder:
-            j = holder[block_key]
-            if not _arrays_identical(read_variable(per_file[j], urls[j]), read_variable(var, url)):
-                raise AggregationError(
-                    f"variable {name!r} spans only {var_concat} of the concatenation dims "
-                    f"{concat_order}, but {urls[j]} and {url} hold different values for the same "
-                    f"block along {var_concat}; it cannot appear once in the product"
-                )
-            continue
-        holder[block_key] = k
+            chunk_origin[ax] = start // chunks[ax]
         local_grid = var.grid
         if math.prod(local_grid) == 0:
             continue
@@ -930,7 +993,7 @@ def _concatenated(
     return AggVariable(
         name=name,
         dims=first.dims,
-        shape=tuple(shape),
+        shape=shape,
         dtype=first.dtype,
         chunks=chunks,
         filters=first.filters,
@@ -940,4 +1003,44 @@ def _concatenated(
         offsets=offsets,
         lengths=lengths,
         inline=inline,
+    )
+
+
+def _fragmented(
+    name: str,
+    per_file: list[VariableScan],
+    urls: list[str],
+    axes: dict[str, _Axis],
+    var_concat: list[str],
+    attrs: dict[str, Any],
+    cells: list[tuple[int, ...]],
+    read_variable: RawReader = read_variable_from_file,
+) -> FragmentedVariable:
+    """Hold a variable as whole-file fragments, one per block along ``var_concat``.
+
+    Chunk shapes, codecs and block lengths may differ between files; everything else is
+    placed and checked as for Kerchunk (:func:`_place_files`).
+    """
+    first = per_file[0]
+    placements = _place_files(name, per_file, urls, axes, var_concat, cells, read_variable)
+    sizes = tuple(
+        tuple(axes[d].sizes) if d in var_concat else (first.shape[ax],) for ax, d in enumerate(first.dims)
+    )
+    grid = tuple(len(row) for row in sizes)
+    uris = np.empty(grid, dtype=object)
+    for placement in placements:
+        index = [0] * len(first.dims)
+        for d, block in zip(var_concat, placement.block, strict=True):
+            index[first.dims.index(d)] = block
+        uris[tuple(index)] = urls[placement.k]
+    return FragmentedVariable(
+        name=name,
+        dims=first.dims,
+        shape=_concatenated_shape(first, axes, var_concat),
+        dtype=first.dtype,
+        fill_value=first.fill_value,
+        attrs=attrs,
+        sizes=sizes,
+        uris=uris,
+        identifiers=name,
     )

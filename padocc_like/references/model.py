@@ -3,7 +3,9 @@
 A scanner turns one source file into a :class:`FileScan`: its dimensions,
 global attributes and, per variable, the Zarr v2 array metadata plus the byte
 range of every stored chunk (or the chunk's bytes inline). The combiner turns
-many ``FileScan`` objects into one :class:`Aggregate`, which writers serialise.
+many ``FileScan`` objects into one :class:`Aggregate`, which writers serialise:
+variables as chunk tables (:class:`AggVariable`, for Kerchunk) or, for CF aggregations, as
+whole-file fragments (:class:`FragmentedVariable`).
 
 Chunk tables are numpy arrays over the C-ordered chunk grid (``-1`` marks a
 chunk that is not stored, which readers fill with the fill value), so large
@@ -279,6 +281,68 @@ class AggVariable:
         return int(np.count_nonzero(self.url_index >= 0)) + len(self.inline)
 
 
+@dataclass
+class FragmentedVariable:
+    """A variable of the combined product held as whole-file fragments (a CF aggregation).
+
+    ``sizes`` has one row per dimension: the fragments' lengths along it, in order (CF's
+    ``map`` rows; a dimension that is not split has one fragment of its whole length).
+    ``uris`` is the array of fragments: one axis per dimension (size-1 axes included),
+    holding each fragment's source URL. ``identifiers`` is the variable's name in the
+    fragments: a str when the same everywhere, else an object array shaped like ``uris``.
+    ``dtype`` and ``fill_value`` (encoded as in ``.zarray``) are the fragments' own, as
+    stored; ``attrs`` are the merged attributes (without ``_FillValue``).
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    fill_value: Any
+    attrs: dict[str, Any]
+    sizes: tuple[tuple[int, ...], ...]
+    uris: np.ndarray
+    identifiers: str | np.ndarray
+
+    def __post_init__(self) -> None:
+        self.dims = tuple(self.dims)
+        self.shape = tuple(int(s) for s in self.shape)
+        self.sizes = tuple(tuple(int(n) for n in row) for row in self.sizes)
+        self.uris = np.asarray(self.uris, dtype=object)
+        if not isinstance(self.identifiers, str):
+            self.identifiers = np.asarray(self.identifiers, dtype=object)
+        if len(self.sizes) != len(self.dims):
+            raise ValueError(f"variable {self.name!r}: {len(self.sizes)} map rows for dims {self.dims}")
+        for d, row, n in zip(self.dims, self.sizes, self.shape, strict=True):
+            if sum(row) != n or any(k <= 0 for k in row):
+                raise ValueError(
+                    f"variable {self.name!r}: fragment sizes {list(row)} along {d!r} do not tile length {n}"
+                )
+        if self.uris.shape != self.grid:
+            raise ValueError(
+                f"variable {self.name!r}: array of fragments has shape {self.uris.shape}, "
+                f"expected {self.grid}"
+            )
+        if not isinstance(self.identifiers, str) and self.identifiers.shape != self.grid:
+            raise ValueError(
+                f"variable {self.name!r}: identifiers have shape {self.identifiers.shape}, "
+                f"expected {self.grid} or a single name"
+            )
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Number of fragments along each dimension."""
+        return tuple(len(row) for row in self.sizes)
+
+    def n_refs(self) -> int:
+        """Number of fragments."""
+        return int(self.uris.size)
+
+    def identifier(self, index: tuple[int, ...]) -> str:
+        """The variable's name in the fragment at ``index`` of the array of fragments."""
+        return self.identifiers if isinstance(self.identifiers, str) else str(self.identifiers[index])
+
+
 @dataclass(frozen=True)
 class Fragment:
     """Where one source file sits in the product: its index range along each concat dim."""
@@ -296,14 +360,20 @@ class Aggregate:
 
     attrs: dict[str, Any]
     dims: dict[str, int]
-    variables: dict[str, AggVariable]
+    variables: dict[str, AggVariable | FragmentedVariable]
     urls: list[str]
     concat_dims: tuple[str, ...]
     fragments: list[Fragment]
     notes: list[str] = field(default_factory=list)
 
     def n_refs(self) -> int:
+        """Chunk references and inline chunks of :class:`AggVariable` s, plus the fragments of
+        :class:`FragmentedVariable` s."""
         return sum(v.n_refs() for v in self.variables.values())
+
+    def n_fragments(self) -> int:
+        """Fragments of every :class:`FragmentedVariable` (0 for a Kerchunk aggregate)."""
+        return sum(v.n_refs() for v in self.variables.values() if isinstance(v, FragmentedVariable))
 
 
 def encode_fill_value(value: Any, dtype: np.dtype) -> Any:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import ScanError
-from .model import MISSING, VariableScan, chunk_grid, decode_fill_value
+from .model import MISSING, AggVariable, VariableScan, chunk_grid, decode_fill_value
 
 
 def decode_chunk(data: bytes, filters: list[dict[str, Any]] | None) -> bytes:
@@ -44,19 +44,41 @@ def read_raw(var: VariableScan, read_range: Callable[[int, int], bytes]) -> np.n
     Unstored chunks read as the fill value (0 when the variable has none), as
     Zarr readers do.
     """
+    return _assemble(var, lambda flat: _read_stored_bytes(var, flat, read_range))
+
+
+def read_aggregated(var: AggVariable, urls: Sequence[str]) -> np.ndarray:
+    """An aggregate variable's stored values from its chunk table, whose chunks may come from
+    several local files (``urls``: the aggregate's, indexed by ``var.url_index``)."""
+    with contextlib.ExitStack() as stack:
+        readers: dict[int, Callable[[int, int], bytes]] = {}
+
+        def fetch(flat: int) -> bytes | None:
+            if flat in var.inline:
+                return var.inline[flat]
+            u = int(var.url_index[flat])
+            if u < 0 or var.offsets[flat] == MISSING:
+                return None
+            if u not in readers:
+                readers[u] = stack.enter_context(file_reader(urls[u]))
+            return readers[u](int(var.offsets[flat]), int(var.lengths[flat]))
+
+        return _assemble(var, fetch)
+
+
+def _assemble(var: VariableScan | AggVariable, fetch: Callable[[int], bytes | None]) -> np.ndarray:
+    """A variable's values from its chunks: ``fetch(flat)`` gives a chunk's stored bytes, or
+    None for a chunk that is not stored (read as the fill value)."""
     dtype = np.dtype(var.dtype)
     grid = chunk_grid(var.shape, var.chunks)
-    stacked = _read_stacked(var, grid, dtype, read_range)
+    stacked = _read_stacked(var, grid, dtype, fetch)
     if stacked is not None:
         return stacked
     fill = decode_fill_value(var.fill_value, dtype)
     out = np.full(var.shape, 0 if fill is None else fill, dtype=dtype)
     for flat in range(math.prod(grid)):
-        if flat in var.inline:
-            raw = var.inline[flat]
-        elif var.offsets[flat] != MISSING:
-            raw = read_range(int(var.offsets[flat]), int(var.lengths[flat]))
-        else:
+        raw = fetch(flat)
+        if raw is None:
             continue
         try:
             chunk = np.frombuffer(decode_chunk(raw, var.filters), dtype=dtype)
@@ -80,7 +102,10 @@ def _read_stored_bytes(var: VariableScan, flat: int, read_range: Callable[[int, 
 
 
 def _read_stacked(
-    var: VariableScan, grid: tuple[int, ...], dtype: np.dtype, read_range: Callable[[int, int], bytes]
+    var: VariableScan | AggVariable,
+    grid: tuple[int, ...],
+    dtype: np.dtype,
+    fetch: Callable[[int], bytes | None],
 ) -> np.ndarray | None:
     """Fast path for the common small case (time steps, their bounds): unfiltered chunks
     that split only the first axis, all stored, are the array's bytes in order."""
@@ -91,11 +116,12 @@ def _read_stacked(
         or tuple(var.chunks[1:]) != tuple(var.shape[1:])
     ):
         return None
-    parts = [_read_stored_bytes(var, flat, read_range) for flat in range(grid[0])]
+    parts = [fetch(flat) for flat in range(grid[0])]
     chunk_bytes = math.prod(var.chunks) * dtype.itemsize
     if any(p is None or len(p) != chunk_bytes for p in parts):
         return None
-    data = np.frombuffer(b"".join(parts), dtype=dtype).reshape((grid[0] * var.chunks[0], *var.shape[1:]))
+    stored = b"".join(p for p in parts if p is not None)
+    data = np.frombuffer(stored, dtype=dtype).reshape((grid[0] * var.chunks[0], *var.shape[1:]))
     return data[: var.shape[0]].copy()
 
 

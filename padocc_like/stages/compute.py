@@ -13,7 +13,7 @@ from ..references.combine import combine
 from ..references.model import Aggregate
 from ..sources import verify_manifest
 from ..state.store import ProjectPaths, current_product, reset_downstream, save_state
-from ..types import Phase
+from ..types import Phase, ProductKind
 from ..writers.base import get_writer
 from .base import RunContext, StageOutput, digest
 from .files import load_aggregate, scan_entries
@@ -78,6 +78,8 @@ def compute_stage(
         "notes": aggregate.notes,
         "manifest_sha256": state.get("manifest_sha256"),
     }
+    if project.product.kind is ProductKind.CFA:
+        entry["cfa_uris"] = project.product.cfa_uris  # how fragments are named: readers differ
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     state["current_product"] = revision
     # the catalog describes only a validated current product: withdraw the old item

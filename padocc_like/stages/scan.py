@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -11,12 +12,13 @@ import numpy as np
 from .._gc import gc_paused
 from .._io import atomic_write_json, read_json, utc_now
 from ..config.models import ResolvedProject
-from ..errors import AggregationError
+from ..errors import AggregationError, NotRepresentableError
 from ..references.combine import CombineOptions, combine, select_variables
-from ..references.model import Aggregate, FileScan
+from ..references.model import Aggregate, AggVariable, FileScan
 from ..sources import verify_manifest
 from ..state.store import ProjectPaths
 from ..types import ProductKind
+from ..writers.cfa import LAYOUT
 from ..writers.kerchunk import JSON_BYTES_PER_REF, KerchunkWriter
 from .base import RunContext, StageOutput, digest
 from .files import sample_entries, save_aggregate, scan_entries
@@ -27,12 +29,20 @@ SCAN_VERSION = 1
 
 
 def combine_options(project: ResolvedProject) -> CombineOptions:
+    """How the project's files combine; a ``cfa`` product holds whole-file fragments."""
     return CombineOptions(
         concat_dims=tuple(project.concat_dims) if project.concat_dims is not None else None,
         keep_variables=tuple(project.variables.keep) if project.variables.keep is not None else None,
         drop_variables=tuple(project.variables.drop),
         materialize_limit=int(project.materialize_limit_mb * (1 << 20)),
+        fragments=project.product.kind is ProductKind.CFA,
     )
+
+
+CFA_ADVICE = (
+    "The files combine exactly as a CF aggregation of whole files: set `product: {kind: cfa}` "
+    "for this project (scan.json says recommended_kind: cfa)."
+)
 
 
 def kerchunk_writer(project: ResolvedProject) -> KerchunkWriter:
@@ -112,6 +122,14 @@ def analyse(
         report["representable"] = False
         report["reason"] = err.message
         report["error_kind"] = str(err.kind)
+        if (
+            project.product.kind is ProductKind.KERCHUNK
+            and isinstance(err, NotRepresentableError)
+            and _fragments_combine(scans, options)
+        ):
+            # Kerchunk cannot hold what a CF aggregation of whole files can
+            report["recommended_kind"] = str(ProductKind.CFA)
+            return report, None, NotRepresentableError(f"{err.message.rstrip('.')}. {CFA_ADVICE}")
         return report, None, err
     else:
         report["representable"] = True
@@ -120,6 +138,15 @@ def analyse(
         report["fragments"] = [f.to_dict() for f in agg.fragments]
         report["dimensions"] = agg.dims
     return report, agg, None
+
+
+def _fragments_combine(scans: list[FileScan], options: CombineOptions) -> bool:
+    """Whether files that do not combine as chunk tables combine as whole-file fragments."""
+    try:
+        combine(scans, dataclasses.replace(options, fragments=True))
+    except AggregationError:
+        return False
+    return True
 
 
 def scan_stage(
@@ -139,23 +166,40 @@ def scan_stage(
     report["files_total"] = len(entries)
     # estimates for the whole project, extrapolated from the scanned files
     scale = len(entries) / len(chosen)
-    if agg is not None and not sampled:  # the whole project is combined: count, don't estimate
-        n_refs = agg.n_refs()
-        inline_bytes = sum(len(b) for v in agg.variables.values() for b in v.inline.values())
+    estimates: dict[str, Any]
+    if project.product.kind is ProductKind.CFA:
+        # one fragment per file and fragmented variable; the file holds the rest itself
+        n_refs = agg.n_fragments() if agg is not None else 0
+        if sampled:
+            n_refs = int(n_refs * scale)
+        layout = LAYOUT
+        estimates = {"n_refs": n_refs, "layout": layout}
     else:
-        refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
-        inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
-        n_refs = int(refs_per_file * len(entries))
-    json_bytes = KerchunkWriter.estimate_json_bytes(n_refs, int(inline_bytes * scale))
-    writer = kerchunk_writer(project)
-    layout = project.product.layout
-    if layout == "auto":
-        layout = "parquet" if json_bytes > writer.parquet_threshold_bytes else "json"
+        if agg is not None and not sampled:  # the whole project is combined: count, don't estimate
+            n_refs = agg.n_refs()
+            inline_bytes = sum(
+                len(b)
+                for v in agg.variables.values()
+                if isinstance(v, AggVariable)
+                for b in v.inline.values()
+            )
+        else:
+            refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
+            inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
+            n_refs = int(refs_per_file * len(entries))
+        json_bytes = KerchunkWriter.estimate_json_bytes(n_refs, int(inline_bytes * scale))
+        writer = kerchunk_writer(project)
+        layout = project.product.layout
+        if layout == "auto":
+            layout = "parquet" if json_bytes > writer.parquet_threshold_bytes else "json"
+        estimates = {
+            "n_refs": n_refs,
+            "bytes_per_ref_json": JSON_BYTES_PER_REF,
+            "json_bytes": json_bytes,
+            "layout": layout,
+        }
     report["estimates"] = {
-        "n_refs": n_refs,
-        "bytes_per_ref_json": JSON_BYTES_PER_REF,
-        "json_bytes": json_bytes,
-        "layout": layout,
+        **estimates,
         "source_bytes": sum(e["size"] for e in entries),
         "scan_seconds_per_file": round(per_file_s, 5),
         "compute_seconds": round(per_file_s * len(entries) * 1.2 + 0.5, 2),
@@ -164,7 +208,7 @@ def scan_stage(
     if agg is not None and not sampled:
         save_aggregate(paths.file_cache, aggregate_key(state), agg)
     atomic_write_json(paths.scan, report)
-    if project.product.kind is ProductKind.KERCHUNK and problem is not None:
+    if project.product.kind in (ProductKind.KERCHUNK, ProductKind.CFA) and problem is not None:
         raise problem
     what = f"{len(chosen)}/{len(entries)} files" + (" (sample)" if sampled else "")
     concat = ",".join(report.get("concat_dims", [])) or "none"

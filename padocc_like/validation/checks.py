@@ -30,6 +30,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,7 +95,10 @@ def _all_equal(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def product_urls(path: str, layout: str) -> set[str]:
-    """Every file URL the product's references point at."""
+    """Every file URL the product's references point at (a CF aggregation's fragment URIs,
+    resolved as CF-1.13 says)."""
+    if layout == CFA_LAYOUT:
+        return fragment_urls(read_aggregations(path))
     if layout == "json":
         with open(path) as f:
             refs = json.load(f)["refs"]
@@ -111,6 +116,157 @@ def read_source_info(url: str) -> SourceInfo:
     """What coverage needs from one source (as ``xarray.open_dataset`` with ``mask_and_scale=False``
     and cftime times sees it)."""
     return values.read_source(url)[0]
+
+
+# ---------------------------------------------------------------------------
+# CF-1.13 aggregation files (cfa products), read here with netCDF4 alone
+# ---------------------------------------------------------------------------
+CFA_LAYOUT = "netcdf"
+"""The layout of a cfa product: one CF-1.13 aggregation file."""
+AGGREGATION_ATTRS = ("aggregated_dimensions", "aggregated_data")
+PACKING_KEYS = ("scale_factor", "add_offset", "missing_value", "valid_min", "valid_max", "valid_range")
+_CF = re.compile(r"\bCF-(\d+)\.(\d+)(?:\.\d+)*\b")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+@dataclass
+class Aggregation:
+    """One aggregation variable of a CF-1.13 file: its aggregated dimensions, the fragment
+    sizes along each (the ``map`` rows without padding), and per fragment its resolved URL
+    and variable name (arrays shaped like the array of fragments)."""
+
+    name: str
+    dims: tuple[str, ...]
+    sizes: list[list[int]]
+    uris: np.ndarray
+    identifiers: np.ndarray
+
+
+def resolve_uri(uri: str, base_dir: str) -> str:
+    """A fragment URI as a local path (``file://`` URIs, and references relative to the
+    aggregation file's directory) or the URL as it is (other schemes)."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("file:"):
+        return unquote(urlparse(uri).path)
+    if _SCHEME.match(uri):
+        return uri
+    return os.path.normpath(Path(base_dir) / unquote(uri))
+
+
+def read_aggregations(path: str) -> dict[str, Aggregation]:
+    """Every aggregation variable of a CF-1.13 aggregation file."""
+    import netCDF4
+
+    base = str(Path(path).absolute().parent)
+    out: dict[str, Aggregation] = {}
+    with netCDF4.Dataset(path) as nc:
+        for name, var in nc.variables.items():
+            if "aggregated_data" not in var.ncattrs():
+                continue
+            terms = dict(re.findall(r"(\S+):\s+(\S+)", str(var.getncattr("aggregated_data"))))
+            dims = tuple(str(var.getncattr("aggregated_dimensions")).split())
+            table = nc.variables[terms["map"]][...]
+            rows = np.ma.getdata(table).reshape(len(dims), -1) if dims else np.ones((0, 0), dtype=int)
+            valid = ~np.ma.getmaskarray(table).reshape(rows.shape)
+            sizes = [[int(n) for n in row[ok]] for row, ok in zip(rows, valid, strict=True)]
+            uris = np.asarray(nc.variables[terms["uris"]][...], dtype=object)
+            ids = np.asarray(nc.variables[terms["identifiers"]][...], dtype=object)
+            resolved = np.empty(uris.shape, dtype=object)
+            for index, uri in np.ndenumerate(uris):
+                resolved[index] = resolve_uri(str(uri), base)
+            out[name] = Aggregation(
+                name, dims, sizes, resolved, np.broadcast_to(ids, uris.shape) if ids.ndim == 0 else ids
+            )
+    return out
+
+
+def fragment_urls(aggregations: dict[str, Aggregation]) -> set[str]:
+    """Every fragment's resolved URL."""
+    return {str(u) for agg in aggregations.values() for u in agg.uris.reshape(-1)}
+
+
+def check_fragments(
+    aggregations: dict[str, Aggregation],
+    layout: Layout,
+    product_sizes: dict[str, int],
+    metas: dict[str, dict[str, values.VarMeta]],
+) -> list[Finding]:
+    """Each fragment's extent in the aggregation file's map against the file itself: the
+    fragment variable has the aggregated dimensions and, along each, as many steps as the
+    map says, at the position where its coordinate values place it (:func:`check_coverage`)."""
+    findings: list[Finding] = []
+
+    def error(message: str, name: str, url: str | None = None) -> None:
+        findings.append(Finding("coverage", Severity.ERROR, message, variable=name, file=url))
+
+    for name, agg in sorted(aggregations.items()):
+        for d, row in zip(agg.dims, agg.sizes, strict=True):
+            if sum(row) != product_sizes.get(d) or any(n <= 0 for n in row):
+                error(
+                    f"the fragment map's row for {d!r} ({row}) does not tile its length {product_sizes.get(d)}",
+                    name,
+                )
+        if tuple(len(row) for row in agg.sizes) != agg.uris.shape:
+            error(
+                f"the array of fragments has shape {agg.uris.shape}, the map {[len(r) for r in agg.sizes]}",
+                name,
+            )
+            continue
+        starts = [np.cumsum([0, *row[:-1]]).tolist() for row in agg.sizes]
+        for index, url in np.ndenumerate(agg.uris):
+            ident = str(agg.identifiers[index]).lstrip("/")
+            meta = metas.get(url, {}).get(ident)
+            if meta is None:
+                error(
+                    f"fragment {list(index)} names variable {ident!r}, which the file does not hold",
+                    name,
+                    url,
+                )
+                continue
+            if meta.dims != agg.dims:
+                error(
+                    f"the fragment's dimensions {meta.dims} are not the aggregated ones {agg.dims}", name, url
+                )
+                continue
+            for ax, d in enumerate(agg.dims):
+                start, size = starts[ax][index[ax]], agg.sizes[ax][index[ax]]
+                if meta.shape[ax] != size:
+                    error(
+                        f"the fragment map gives {size} steps along {d!r}; the file holds {meta.shape[ax]}",
+                        name,
+                        url,
+                    )
+                    break
+                want = layout.ranges[url].get(d, (0, product_sizes[d])) if url in layout.ranges else None
+                if want is not None and (start, start + size) != tuple(want):
+                    error(
+                        f"the fragment map places the file at {start}:{start + size} along {d!r}; "
+                        f"its coordinates place it at {want[0]}:{want[1]}",
+                        name,
+                        url,
+                    )
+                    break
+    if not findings:
+        n = sum(agg.uris.size for agg in aggregations.values())
+        findings.append(
+            Finding(
+                "coverage",
+                Severity.INFO,
+                f"the fragment maps of {len(aggregations)} aggregation variables place their {n} "
+                "fragments where the files' extents and coordinates do",
+            )
+        )
+    return findings
+
+
+def _cf_version(conventions: Any) -> tuple[tuple[int, int] | None, str]:
+    """The CF version a ``Conventions`` value names, and the value without it."""
+    text = str(_plain(conventions)) if conventions is not None else ""
+    match = _CF.search(text)
+    if match is None:
+        return None, text.strip()
+    return (int(match[1]), int(match[2])), (text[: match.start()] + text[match.end() :]).strip()
 
 
 # ---------------------------------------------------------------------------
@@ -256,8 +412,13 @@ def check_attributes(
     first_nc: Any,
     layout: Layout,
     project: ResolvedProject,
+    aggregations: dict[str, Aggregation] | None = None,
 ) -> list[Finding]:
-    """Global and variable attributes against the first file, allowing configured edits."""
+    """Global and variable attributes against the first file, allowing configured edits.
+
+    For a CF aggregation (``aggregations`` given), ``Conventions`` must name CF-1.13 in place
+    of the sources' CF version, and the packing attributes of a packed variable held
+    unpacked by an aggregation variable are not compared (its decoded values are)."""
     findings: list[Finding] = []
     allowed = set(project.validation.allow_attribute_differences)
     edits = project.attributes
@@ -371,9 +532,15 @@ def check_attributes(
         if not (k in s.attrs and k in sources[0].attrs and attrs_equal(s.attrs[k], sources[0].attrs[k]))
     }
     src_global = {k: first_nc.getncattr(k) for k in first_nc.ncattrs()}
+    prod_global = dict(product_raw.attrs)
+    configured = set(edits.global_.set) | set(edits.global_.remove)
+    if aggregations is not None and "Conventions" not in configured:
+        findings.append(
+            _check_conventions(prod_global.pop("Conventions", None), src_global.pop("Conventions", None))
+        )
     compare(
         "global",
-        dict(product_raw.attrs),
+        prod_global,
         src_global,
         varying_global,
         edits.global_.set,
@@ -387,6 +554,23 @@ def check_attributes(
         src = {k: var_nc.getncattr(k) for k in var_nc.ncattrs()}
         prod = dict(product_raw[name].attrs)
         prod.pop("_ARRAY_DIMENSIONS", None)
+        if aggregations is not None and name in aggregations:
+            for key in AGGREGATION_ATTRS:
+                prod.pop(key, None)
+            if {"scale_factor", "add_offset"} & set(src):
+                held = sorted(k for k in PACKING_KEYS if k in src or k in prod)
+                for key in held:
+                    src.pop(key, None)
+                    prod.pop(key, None)
+                findings.append(
+                    Finding(
+                        "attributes",
+                        Severity.ALLOWED,
+                        f"variable attributes {held} are not compared: the aggregation holds the "
+                        "packed values unpacked",
+                        variable=name,
+                    )
+                )
         varying = set()
         units = {str(s.var_units.get(name)) for s in sources}
         if len(units) > 1 and "units" in src:
@@ -394,6 +578,26 @@ def check_attributes(
         e = edits.variables.get(name)
         compare("variable", prod, src, varying, e.set if e else {}, e.remove if e else [], name)
     return findings
+
+
+def _check_conventions(product: Any, source: Any) -> Finding:
+    """A CF aggregation's ``Conventions``: CF-1.13 or later in place of the sources' CF
+    version, the other conventions kept."""
+    version, rest = _cf_version(product)
+    _, source_rest = _cf_version(source)
+    if version is None or version < (1, 13) or rest != source_rest:
+        return Finding(
+            "attributes",
+            Severity.ERROR,
+            f"global attribute 'Conventions' = {_short(product)} should name CF-1.13 in place of "
+            f"the sources' CF version ({_short(source)})",
+        )
+    return Finding(
+        "attributes",
+        Severity.ALLOWED,
+        "global attribute 'Conventions' names CF-1.13 (CF aggregation variables need it) in "
+        "place of the sources' CF version",
+    )
 
 
 def _short(v: Any, n: int = 80) -> str:
@@ -525,11 +729,28 @@ def _validate(
                 )
         stats["variables"] = len(product_raw.variables)
 
-        referenced = product_urls(product_path, layout_name)
+        aggregations: dict[str, Aggregation] | None = None
+        if layout_name == CFA_LAYOUT:
+            try:
+                aggregations = read_aggregations(product_path)
+            except Exception as err:
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        f"the aggregation file's fragment variables cannot be read: {type(err).__name__}: {err}",
+                    )
+                )
+                return findings, stats
+            referenced = fragment_urls(aggregations)
+        else:
+            referenced = product_urls(product_path, layout_name)
         cov, layout = check_coverage(product_dec, sources, referenced)
         findings.extend(cov)
         if layout is None:
             return findings, stats
+        if aggregations is not None:
+            findings.extend(check_fragments(aggregations, layout, dict(product_dec.sizes), metas))
         reencoded = {n for n in product_raw.variables if len({str(s.var_units.get(n)) for s in sources}) > 1}
         bounds = {product_raw[n].attrs.get("bounds") for n in reencoded}
         reencoded |= {b for b in bounds if isinstance(b, str)}
@@ -543,7 +764,22 @@ def _validate(
                 )
             )
         with netCDF4.Dataset(layout.first_url) as first_nc:
-            findings.extend(check_attributes(product_raw, sources, first_nc, layout, project))
+            findings.extend(check_attributes(product_raw, sources, first_nc, layout, project, aggregations))
+            unpacked = sorted(
+                n
+                for n in aggregations or {}
+                if n in first_nc.variables and {"scale_factor", "add_offset"} & set(first_nc[n].ncattrs())
+            )
+        for n in unpacked:  # no raw values to compare: the aggregation holds them unpacked
+            reencoded.add(n)
+            findings.append(
+                Finding(
+                    "values",
+                    Severity.ALLOWED,
+                    "the aggregation holds the packed values unpacked; decoded values are compared",
+                    variable=n,
+                )
+            )
         task = values.ValueTask(
             token,
             open_product,

@@ -70,7 +70,10 @@ class Writer(Protocol):
         ...
 
 
-_BUILTIN = {ProductKind.KERCHUNK: "padocc_like.writers.kerchunk:KerchunkWriter"}
+_BUILTIN = {
+    ProductKind.KERCHUNK: "padocc_like.writers.kerchunk:KerchunkWriter",
+    ProductKind.CFA: "padocc_like.writers.cfa:CFAWriter",
+}
 
 
 @functools.cache

@@ -5,7 +5,8 @@ never copied), optional project configuration, and the expected outcome, either
 
 * ``pass``: every phase is done, the validation verdict is ``pass`` (every value of every
   file compared, raw and decoded) and, independently of our validator, the product opened
-  with xarray's kerchunk engine equals ``xarray.open_mfdataset`` of the sources; or
+  with xarray's kerchunk engine (a ``cfa`` product: with its writer's ``open_dataset``)
+  equals ``xarray.open_mfdataset`` of the sources; or
 * a failed phase, its error kind and regexes that must **all** match the message, so the
   message provably names the real cause (the files and the variable or dimension).
 
@@ -35,9 +36,11 @@ import pytest
 import yaml
 
 from padocc_like import api
-from padocc_like.state.store import project_paths
+from padocc_like.state.store import current_product, project_paths
+from padocc_like.writers.base import ProductRecord, get_writer
 
 PHASES = ["init", "scan", "compute", "validate", "catalog"]
+CFA_ADVICE = re.escape("set `product: {kind: cfa}`")
 
 MPI = "hist/hist0001/outdata"
 CTRL = "b.e11.B1850C5CN.f09_g16.005.pop.h.SHF"
@@ -121,11 +124,24 @@ SERIES: list[Series] = [
             # the other, independent obstacle: two files are written without shuffle
             r"shuffle",
             *_q(f"{CTRL}.150001-159912.nc"),
+            CFA_ADVICE,
         ),
         why="SHF is one chunk per file: (1200,2,2), but (1212,2,2) in 2100-2200; and the "
         "1500s and 1600s files lack the shuffle filter. Kerchunk has one chunk shape and one "
         "codec list per variable. FIX: the message names only the codec difference today "
-        "(see combine._concatenated patch); it must name the chunking (and the codecs)",
+        "(see combine._concatenated patch); it must name the chunking (and the codecs). Each "
+        "file is one whole fragment of a CF aggregation, so scan recommends product kind cfa",
+    ),
+    Series(
+        "cesm-le-ctrl-SHF-cfa",
+        "cesm-le-ctrl-SHF",
+        "*.nc",
+        18,
+        "pass",
+        config={"product": {"kind": "cfa"}},
+        why="as a CF aggregation each file is one fragment of SHF, whatever its chunk shape "
+        "and codecs (21612 noleap months); time, its bounds, the char arrays and the static "
+        "grid are stored in the aggregation file",
     ),
     Series(
         "cesm-le-ctrl-SHF-0400-1499",
@@ -153,9 +169,19 @@ SERIES: list[Series] = [
             r"\(240, 2, 2\)",
             r"\(900, 2, 2\)",
             *_q(f"{RCP}.208101-210012.nc", f"{RCP}.200601-208012.nc"),
+            CFA_ADVICE,
         ),
         why="SHF chunks are (900,2,2) and (240,2,2): no single chunk grid covers both files "
-        "without re-chunking; codecs are identical",
+        "without re-chunking; codecs are identical. Scan recommends product kind cfa",
+    ),
+    Series(
+        "cesm-le-rcp85-SHF-cfa",
+        "cesm-le-rcp85-SHF",
+        "*.nc",
+        2,
+        "pass",
+        config={"product": {"kind": "cfa"}},
+        why="two fragments of 900 and 240 steps, whatever their chunk shapes",
     ),
     # --- CESM multi-variable POP files: merge plus concat --------------------------------------
     Series(
@@ -368,7 +394,17 @@ def _describe(outcomes: list[Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # the independent cross-check of a pass: xarray's own multi-file reading
 # ---------------------------------------------------------------------------------------------
-def _crosscheck(product_path: str, files: list[str], options: dict[str, Any]) -> None:
+def _open_product(record: ProductRecord, **kw: Any) -> Any:
+    """A Kerchunk product with xarray's kerchunk engine; a cfa product as its writer opens it
+    (our ``padocc_cfa`` engine: no other reader resolves every CF-1.13 URI correctly)."""
+    import xarray as xr
+
+    if record.kind == "cfa":
+        return get_writer(record.kind).open_dataset(record, **kw)
+    return xr.open_dataset(record.path, engine="kerchunk", storage_options={"remote_protocol": "file"}, **kw)
+
+
+def _crosscheck(record: ProductRecord, files: list[str], options: dict[str, Any]) -> None:
     import xarray as xr
 
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
@@ -384,13 +420,7 @@ def _crosscheck(product_path: str, files: list[str], options: dict[str, Any]) ->
         **options,
     }
     with (
-        xr.open_dataset(
-            product_path,
-            engine="kerchunk",
-            storage_options={"remote_protocol": "file"},
-            decode_times=coder,
-            decode_timedelta=False,
-        ) as prod,
+        _open_product(record, decode_times=coder, decode_timedelta=False) as prod,
         xr.open_mfdataset(sorted(files), **kw) as ref,
     ):
         assert set(prod.variables) == set(ref.variables)
@@ -436,7 +466,13 @@ def test_series(entry: Series, realdata: Path, write_group, tmp_path: Path) -> N
         assert row["state"] == "done" and row["product"]["status"] == "valid", row
         item = project_paths(group.work_dir, pid).catalog / "item.json"
         assert item.is_file()
-        _crosscheck(row["product"]["path"], files, entry.mfdataset)
+        state = json.loads(project_paths(group.work_dir, pid).state.read_text())
+        product = current_product(state)
+        assert product is not None and product["kind"] == entry.config.get("product", {}).get(
+            "kind", "kerchunk"
+        )
+        record = ProductRecord.from_dict({k: product[k] for k in ProductRecord.__dataclass_fields__})
+        _crosscheck(record, files, entry.mfdataset)
         return
 
     # an expected failure: the named phase fails, with the kind and a message naming the cause

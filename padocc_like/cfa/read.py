@@ -79,7 +79,7 @@ class AggregatedArray(BackendArray):
         for frag in itertools.product(*groups):
             where = [g[k] for g, k in zip(groups, frag, strict=True)]
             local = [p[w] - o[k] for p, w, o, k in zip(wanted, where, offsets, frag, strict=True)]
-            out[np.ix_(*where)] = self._fragment(frag, local)
+            out[_as_index(where)] = self._fragment(frag, local)
         return np.asarray(out[tuple(0 if isinstance(k, int | np.integer) else slice(None) for k in key)])
 
     def _fragment(self, frag: tuple[int, ...], local: list[np.ndarray]) -> np.ndarray | Any:
@@ -117,6 +117,17 @@ class AggregatedArray(BackendArray):
             return resolve_uri(substitute(uri, {**tokens, **user_tokens}, prefixes), self.options.source)
         except ValueError as err:
             raise FragmentError(f"{where}: {err}") from err
+
+
+def _as_index(where: list[np.ndarray]) -> Any:
+    """An orthogonal index of ``where``: basic slices where positions are consecutive (a
+    view, copied into at memory speed), ``np.ix_`` otherwise."""
+    slices = []
+    for w in where:
+        if not w.size or w[-1] - w[0] + 1 != w.size or (w.size > 1 and np.any(np.diff(w) != 1)):
+            return np.ix_(*where)
+        slices.append(slice(int(w[0]), int(w[-1]) + 1))
+    return tuple(slices)
 
 
 def _by_fragment(owner: np.ndarray) -> dict[int, np.ndarray]:
@@ -239,10 +250,17 @@ def canonical_values(
     """
     if var.dtype.kind not in "biufc" or raw.dtype.kind not in "biufc":
         return raw.astype(var.dtype)
+    storage, agg_storage = _storage(attrs), _storage(var.attrs)
+    if (
+        raw.dtype == var.dtype
+        and storage == agg_storage
+        and _same_units(attrs.get("units"), var.attrs.get("units"))
+        and _flags(attrs, raw.dtype) <= _flags(var.attrs, raw.dtype)
+    ):
+        return raw  # stored alike, and every value the fragment calls missing the aggregation does too
     missing = missing_mask(raw, attrs)
     if missing.any():  # so that no arithmetic or cast below sees a fill value
         raw = np.where(missing, np.zeros((), raw.dtype), raw)
-    storage, agg_storage = _storage(attrs), _storage(var.attrs)
     if storage == agg_storage and _same_units(attrs.get("units"), var.attrs.get("units")):
         data = raw
     else:
@@ -255,6 +273,21 @@ def canonical_values(
     if missing.any():
         data = np.where(missing, np.asarray(var.fill_value, dtype=var.dtype), data)
     return data
+
+
+def _flags(attrs: Mapping[str, Any], dtype: np.dtype) -> set[bytes]:
+    """The bit patterns, in ``dtype``, of the ``_FillValue`` and ``missing_value`` of ``attrs``
+    (a flag that ``dtype`` cannot hold exactly gets a pattern no value has)."""
+    out: set[bytes] = set()
+    for key in ("_FillValue", "missing_value"):
+        for flag in np.asarray(attrs.get(key, [])).ravel():
+            with np.errstate(all="ignore"):
+                cast = np.asarray(flag).astype(dtype)
+            same = (
+                np.isnan(cast) and np.isnan(flag) if dtype.kind in "fc" and np.isnan(cast) else cast == flag
+            )
+            out.add(cast.tobytes() if same else b"inexact:" + repr(flag).encode())
+    return out
 
 
 def _storage(attrs: Mapping[str, Any]) -> tuple[Any, Any, bool]:

@@ -72,19 +72,19 @@ def w_h5read(job: dict[str, Any], probe: br.Probe) -> dict[str, Any]:
 
 
 def w_build(job: dict[str, Any], probe: br.Probe) -> dict[str, Any]:
-    """init, scan and compute: the product to validate."""
+    """init, scan and compute: the product to validate (``bench_cfa.py``'s product too)."""
     from padocc_like import api
 
     probe.mark("import")
     group = api.open_group(job["group_yaml"])
-    outcomes = api.run(group, ["init", "scan", "compute"], workers=job["workers"])
+    outcomes = api.run(group, ["init", "scan", "compute"], workers=job.get("workers", 1))
     probe.mark("run")
     bad = [o for o in outcomes if o.status != "done"]
     if bad or not outcomes:
         raise RuntimeError("; ".join(f"{o.phase} {o.status}: {o.message}" for o in bad) or "no outcome")
     state = br.read_json(Path(job["work_dir"]) / "projects" / br.PROJECT_ID / "state.json")
     product = next(p for p in state["products"] if p["revision"] == state["current_product"])
-    return {"product": {k: product.get(k) for k in ("path", "layout", "n_refs", "size", "sha256")}}
+    return {"product": {k: product.get(k) for k in ("path", "kind", "layout", "n_refs", "size", "sha256")}}
 
 
 def w_validate(job: dict[str, Any], probe: br.Probe) -> dict[str, Any]:
@@ -148,8 +148,9 @@ def worker_main(step: str, job_path: str, result_path: str) -> int:
 
 
 class Runner:
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, script: Path | None = None) -> None:
         self.out_dir = out_dir
+        self.script = script or Path(__file__).resolve()  # whose ``_worker`` runs the steps
         self.jobs, self.logs = out_dir / "jobs", out_dir / "logs"
         self.t0 = time.perf_counter()
         for d in (self.jobs, self.logs):
@@ -165,7 +166,7 @@ class Runner:
         result_path.unlink(missing_ok=True)
         argv = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            str(self.script),
             "_worker",
             step,
             str(job_path),

@@ -292,8 +292,9 @@ class _FileReader:
                 scales.add(key)
                 self._scale_names[ds.address] = key.removeprefix(NON_COORD_PREFIX)
 
-        # Dimension scales first, so that dataset dimension names resolve.
-        for key in scales:
+        # Dimension scales first, so that dataset dimension names resolve (in the file's
+        # order: iterating the set would order dimensions differently in every process).
+        for key in [k for k in datasets if k in scales]:
             ds = datasets[key]
             name = key.removeprefix(NON_COORD_PREFIX)
             self.dims[name] = ds.shape[0] if ds.ndim else 0

@@ -36,7 +36,7 @@ from .base import ProductRecord
 CF_VERSION = (1, 13)
 CONVENTIONS = "CF-1.13"
 LAYOUT = "netcdf"
-MEDIA_TYPE = "application/x-netcdf"
+MEDIA_TYPE = "application/netcdf"
 MAP_FILL = -1
 """Pad value of the ``map`` rows (its ``_FillValue``)."""
 

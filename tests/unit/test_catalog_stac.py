@@ -284,7 +284,7 @@ def test_cfa_product_gets_datapoints_asset(schemas: Path) -> None:
     """A CFA product is DataPoint's ``reference_file_2`` (cloud_format CFA, opened with
     cfapyx's ``CFA`` engine); relative fragment URIs need our engine, HTTP needs #mode=bytes."""
     s = summarise_dataset(cf_dataset())
-    cfa = product(kind="cfa", layout="nc", media_type="application/x-netcdf")
+    cfa = product(kind="cfa", layout="nc", media_type="application/netcdf")
     item = make_item(s, product=cfa, product_href="/work/demo/p/products/cfa/r1.nc")
     asset = item["assets"]["reference_file_2"]
     assert "reference_file" not in item["assets"]

@@ -50,7 +50,7 @@ def test_uneven_months_file(tmp_path: Path) -> None:
     target = tmp_path / "products" / "r1.nc"
     record = write(agg, target)
     assert record.kind == "cfa" and record.layout == "netcdf" and record.n_refs == 4
-    assert record.media_type == "application/x-netcdf" and record.size == target.stat().st_size
+    assert record.media_type == "application/netcdf" and record.size == target.stat().st_size
     assert [p.name for p in target.parent.iterdir()] == ["r1.nc"]  # no temporary file left
     with netCDF4.Dataset(target) as nc:
         assert nc.data_model == "NETCDF4"

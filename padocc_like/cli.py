@@ -213,8 +213,12 @@ def render_status(group_id: str, rows: list[dict[str, Any]]) -> str:
     lines.append("")
     lines.append(f"{'project':<{width}}  {'phase':<9} {'state':<12} product  reason")
     for r in rows:
-        prod = r.get("product")
-        prod_s = f"r{prod['revision']}:{prod['status']}" if prod else "-"
+        prods = r.get("products") or {}
+        if len(prods) > 1:  # several kinds: each kind's revision and status
+            prod_s = ",".join(f"{kind}:r{p['revision']}:{p['status']}" for kind, p in prods.items())
+        else:
+            prod = r.get("product")
+            prod_s = f"r{prod['revision']}:{prod['status']}" if prod else "-"
         reason = r["reason"] if len(r["reason"]) < 160 else r["reason"][:157] + "..."
         lines.append(
             f"{r['project']:<{width}}  {(r['phase'] or '-'):<9} {r['state']:<12} {prod_s:<8} {reason}"

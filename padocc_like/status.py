@@ -11,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, StateError
-from .state.store import current_product, is_locked, load_state, project_paths
+from .state.store import current_products, is_locked, load_state, project_paths
 from .types import PHASE_ORDER, Status
 
 STATE_FILTERS = ("done", "failed", "pending", "running", "interrupted", "ready")
 
 
 def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> dict[str, Any]:
-    """A project's derived status: furthest phase, state, failure reason, product.
+    """A project's derived status: furthest phase, state, failure reason, and its current
+    products: ``product`` is the first requested kind's, ``products`` every kind's by kind.
 
     ``last_phase`` is the last phase of the project's pipeline (``None`` if unknown).
     """
     paths = project_paths(work_dir, project_id)
-    empty = {"phase": None, "error_kind": None, "product": None, "updated": None}
+    empty = {"phase": None, "error_kind": None, "product": None, "products": {}, "updated": None}
     try:
         state = load_state(paths)
     except StateError as err:
@@ -60,9 +61,11 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
     if state_name == "pending" and phase_done is not None and phase_done == last_phase:
         # every phase of the project's pipeline is done (it has no later phases)
         state_name, at_phase = "done", None
-    product = current_product(state)
-    if state_name == "pending" and product and product.get("status") == "valid":
+    products = current_products(state)
+    product = products[0] if products else None  # the first requested kind's
+    if state_name == "pending" and products and all(p.get("status") == "valid" for p in products):
         state_name = "ready"
+    fields = ("revision", "layout", "status", "path", "n_refs", "size")
     return {
         "project": project_id,
         "phase": at_phase or phase_done,
@@ -70,11 +73,8 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
         "state": state_name,
         "reason": reason,
         "error_kind": kind,
-        "product": (
-            {k: product.get(k) for k in ("revision", "layout", "status", "path", "n_refs", "size")}
-            if product
-            else None
-        ),
+        "product": {k: product.get(k) for k in fields} if product else None,
+        "products": {str(p["kind"]): {k: p.get(k) for k in fields} for p in products},
         "updated": state.get("updated"),
     }
 

@@ -530,24 +530,56 @@ def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str
     return KERCHUNK_ASSET, {**fields, "open_zarr_kwargs": {}}
 
 
+def _lineage_what(product: Mapping[str, Any]) -> str:
+    if str(product.get("kind")) == "cfa":
+        return "a CF-1.13 aggregation (CFA-netCDF) of"
+    return f"Kerchunk references ({product.get('layout', 'json')}) to"
+
+
+def _product_assets(
+    products: Sequence[tuple[Mapping[str, Any], str, str]],
+) -> list[tuple[str, dict[str, Any], str, str]]:
+    """(asset key, asset fields, report asset key, report href) per product, the first
+    product's report under ``validation_report``; one asset per format (DataPoint's rule)."""
+    out: list[tuple[str, dict[str, Any], str, str]] = []
+    seen: dict[str, Any] = {}
+    for i, (product, product_href, report_href) in enumerate(products):
+        key, fields = _product_asset(product, product_href)
+        if key in seen:
+            raise CatalogError(
+                f"two products would share the asset {key!r} (kinds {seen[key]!r} and "
+                f"{product.get('kind')!r}): an item has one asset per format"
+            )
+        seen[key] = product.get("kind")
+        report_key = REPORT_ASSET if i == 0 else f"{REPORT_ASSET}_{product.get('kind')}".replace("-", "_")
+        out.append((key, fields, report_key, report_href))
+    return out
+
+
 def build_item(
     *,
     project_id: str,
     collection_id: str,
     summary: dict[str, Any],
-    product: dict[str, Any],
-    report_href: str,
-    product_href: str,
+    product: dict[str, Any] | None = None,
+    report_href: str | None = None,
+    product_href: str | None = None,
     properties: dict[str, Any],
     software: dict[str, str],
     title: str | None = None,
     description: str | None = None,
     license: str = "other",
     collection_href: str | None = None,
+    products: Sequence[tuple[Mapping[str, Any], str, str]] | None = None,
 ) -> dict[str, Any]:
-    """A STAC 1.1.0 Item dict for one project's validated product.
+    """A STAC 1.1.0 Item dict for one project's validated products.
 
-    The item id is ``project_id``; the product revision is in ``padocc_like:revision``.
+    ``products`` lists ``(product record, product href, report href)``, one per product kind
+    (one asset each); without it, ``product``, ``product_href`` and ``report_href`` give the
+    one product. The first product's report is the ``validation_report`` asset, the others'
+    ``validation_report_<kind>``.
+    The item id is ``project_id``; the first product's revision is in ``padocc_like:revision``
+    (every product's in ``padocc_like:revisions`` when there are several).
     ``properties`` (free facets) are added last and may override anything except the
     datetime and datacube fields. ``collection_href`` is the href of the ``collection``
     link (default ``../collection.json``).
@@ -568,14 +600,16 @@ def build_item(
     now = _now_iso()
     bbox = [float(v) for v in summary["bbox"]]
     start, end = summary.get("start_datetime"), summary.get("end_datetime")
+    if products is None:
+        if product is None or product_href is None or report_href is None:
+            raise CatalogError("build_item needs `products`, or `product`, `product_href` and `report_href`")
+        products = [(product, product_href, report_href)]
+    if not products:
+        raise CatalogError("a STAC item needs at least one product")
+    product = dict(products[0][0])
     revision = product.get("revision")
-    asset_key, asset_fields = _product_asset(product, product_href)
-    store_href, store_type = asset_fields["href"], asset_fields["type"]
-    what = (
-        "a CF-1.13 aggregation (CFA-netCDF) of"
-        if str(product.get("kind")) == "cfa"
-        else f"Kerchunk references ({product.get('layout', 'json')}) to"
-    )
+    assets = _product_assets(products)
+    what = " and ".join(_lineage_what(p) for p, _, _ in products)
 
     props: dict[str, Any] = {
         "title": title or project_id,
@@ -597,6 +631,8 @@ def build_item(
         f"{PREFIX}:revision": revision,
         f"{PREFIX}:status": "validated",
     }
+    if len(products) > 1:
+        props[f"{PREFIX}:revisions"] = {str(p.get("kind")): p.get("revision") for p, _, _ in products}
     for key in ("n_files", "n_refs"):
         if isinstance(product.get(key), int):
             props[f"{PREFIX}:{key}"] = product[key]
@@ -620,30 +656,26 @@ def build_item(
         stac_extensions=list(ITEM_EXTENSIONS),
         collection=collection_id,
     )
-    href = asset_fields.pop("href")
-    item.add_asset(
-        asset_key,
-        pystac.Asset(
-            href=href,
-            title=asset_fields.pop("title"),
-            media_type=asset_fields.pop("type"),
-            roles=asset_fields.pop("roles"),
-            extra_fields=asset_fields,
-        ),
-    )
-    item.add_asset(
-        REPORT_ASSET,
-        pystac.Asset(
-            href=report_href,
-            title="Validation report",
-            media_type="application/json",
-            roles=["metadata"],
-        ),
-    )
     json_type = "application/json"
     item.add_link(pystac.Link("collection", collection_href or DEFAULT_COLLECTION_HREF, json_type))
-    item.add_link(pystac.Link("processing-validation", report_href, json_type, "Validation report"))
-    item.add_link(pystac.Link("store", store_href, store_type))
+    for asset_key, asset_fields, report_key, report in assets:
+        store_href, store_type = asset_fields["href"], asset_fields["type"]
+        item.add_asset(
+            asset_key,
+            pystac.Asset(
+                href=asset_fields.pop("href"),
+                title=asset_fields.pop("title"),
+                media_type=asset_fields.pop("type"),
+                roles=asset_fields.pop("roles"),
+                extra_fields=asset_fields,
+            ),
+        )
+        item.add_asset(
+            report_key,
+            pystac.Asset(href=report, title="Validation report", media_type=json_type, roles=["metadata"]),
+        )
+        item.add_link(pystac.Link("processing-validation", report, json_type, "Validation report"))
+        item.add_link(pystac.Link("store", store_href, store_type))
     return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 

@@ -80,7 +80,7 @@ class Variables(_Model):
 class ProductOptions(_Model):
     """The product to compute and its options."""
 
-    kind: ProductKind = ProductKind.KERCHUNK
+    kind: ProductKind | list[ProductKind] = ProductKind.KERCHUNK
     layout: Literal["auto", "json", "parquet"] = "auto"
     parquet_threshold_mb: float = Field(32.0, gt=0)
     """Write Parquet instead of JSON when the JSON would exceed this size (32 MiB is about
@@ -94,6 +94,33 @@ class ProductOptions(_Model):
     directory, not the aggregation file). ``relative``: paths relative to the product's
     directory, as CF-1.13 resolves them, for an archive moved together with its products
     (read correctly by this package's ``padocc_cfa`` xarray engine)."""
+
+    @field_validator("kind")
+    @classmethod
+    def _kinds(cls, kind: ProductKind | list[ProductKind]) -> ProductKind | list[ProductKind]:
+        """A list of kinds: not empty, no duplicates, a writer for each (a single kind is
+        checked by compute, as it always was)."""
+        if not isinstance(kind, list):
+            return kind
+        if not kind:
+            raise ValueError("kind: the list of product kinds is empty")
+        twice = sorted({str(k) for k in kind if kind.count(k) > 1})
+        if twice:
+            raise ValueError(f"kind: product kind {twice[0]!r} is listed twice")
+        from ..writers.base import available_writers
+
+        writers = available_writers()
+        missing = [str(k) for k in kind if str(k) not in writers]
+        if missing:
+            raise ValueError(
+                f"kind: no writer for product kind {missing[0]!r}; installed: {', '.join(sorted(writers))}"
+            )
+        return kind
+
+    @property
+    def kinds(self) -> tuple[ProductKind, ...]:
+        """The requested product kinds, in order (the first is "the" product of older views)."""
+        return tuple(self.kind) if isinstance(self.kind, list) else (self.kind,)
 
 
 class ScanOptions(_Model):

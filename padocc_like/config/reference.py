@@ -132,7 +132,15 @@ FIELD_NOTES: dict[str, str] = {
         "here, but compute then fails with "
         "`unknown-plugin` unless a writer for the kind is installed (entry-point group "
         "`padocc_like.writers`). Scan estimates Kerchunk references for every kind but `cfa`, "
-        "for which it counts fragments."
+        "for which it counts fragments. "
+        "A list asks for several products of the project at once (`kind: [kerchunk, cfa]`): "
+        "its kinds must be distinct and each must have an installed writer (checked when the "
+        "file loads); scan combines the files once per combine mode the kinds need and fails "
+        "if any listed kind cannot represent them, naming it; compute writes one product per "
+        "kind, in list order, each taking the project's next revision number (`r1` "
+        "Kerchunk, `r2` CFA); validate checks each; the STAC item has one asset per kind. "
+        "The first kind is the project's product in one-product views (`status` `product`, "
+        "`report`, the top-level fields of `scan.json`). A single value means a one-item list."
     ),
     "ProductOptions.layout": (
         "Kerchunk layout: `json`, `parquet`, or `auto` (Parquet when the estimated JSON size "

@@ -1,4 +1,4 @@
-"""catalog: write a STAC Item for the project's validated product (static JSON)."""
+"""catalog: write a STAC Item for the project's validated products (static JSON), one asset each."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .. import __version__
 from .._io import atomic_write_json
 from ..config.models import ResolvedProject
 from ..errors import CatalogError
-from ..state.store import ProjectPaths, current_product
+from ..state.store import ProjectPaths, current_products
 from ..writers.base import ProductRecord, get_writer
 from .base import RunContext, StageOutput, digest
 
@@ -37,16 +37,28 @@ def software_versions() -> dict[str, str]:
 
 
 def catalog_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
-    product = current_product(state)
-    if product is None:
+    products = current_products(state)
+    if not products:
         return None
-    return digest(
-        "catalog",
-        product["sha256"],
-        product.get("status"),
-        project.catalog.model_dump(mode="json"),
-        project.catalog_properties,
-    )
+    parts: list[Any] = [x for p in products for x in (p["sha256"], p.get("status"))]
+    return digest("catalog", *parts, project.catalog.model_dump(mode="json"), project.catalog_properties)
+
+
+def catalogued_products(project: ResolvedProject, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The current products, every one of which must have passed validation."""
+    products = current_products(state)
+    if not products:
+        raise CatalogError(
+            f"project {project.id!r}: the current product has not passed validation "
+            "(status none); it will not be catalogued"
+        )
+    for product in products:
+        if product.get("status") != "valid":
+            raise CatalogError(
+                f"project {project.id!r}: the current {product['kind']} product has not passed validation "
+                f"(status {product.get('status')}); it will not be catalogued"
+            )
+    return products
 
 
 def catalog_stage(
@@ -60,12 +72,8 @@ def catalog_stage(
             message="catalog disabled by the pipeline",
             fingerprint=catalog_fingerprint(project, paths, state) or "",
         )
-    product = current_product(state)
-    if product is None or product.get("status") != "valid":
-        raise CatalogError(
-            f"project {project.id!r}: the current product has not passed validation "
-            f"(status {product.get('status') if product else 'none'}); it will not be catalogued"
-        )
+    products = catalogued_products(project, state)
+    product = products[0]  # the dataset is summarised from the first kind's product
     record = ProductRecord.from_dict({k: product[k] for k in ProductRecord.__dataclass_fields__})
     import xarray as xr
 
@@ -77,15 +85,21 @@ def catalog_stage(
     finally:
         ds.close()
     work_dir = ctx.work_dir
-    report_path = paths.root / product["validation_report"]
+    base = project.catalog.href_base
+    entries = [
+        (
+            p,
+            href_for(Path(p["path"]), work_dir, base),
+            href_for(paths.root / p["validation_report"], work_dir, base),
+        )
+        for p in products
+    ]
     properties = {**project.catalog.extra_properties, **project.catalog_properties}
     item = build_item(
         project_id=project.id,
         collection_id=collection_id(project),
         summary=summary,
-        product={**product},
-        report_href=href_for(report_path, work_dir, project.catalog.href_base),
-        product_href=href_for(Path(record.path), work_dir, project.catalog.href_base),
+        products=entries,
         properties=properties,
         software=software_versions(),
         title=project.id,

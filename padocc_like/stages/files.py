@@ -272,22 +272,24 @@ def scan_entries(
     return [scan for scan in results if scan is not None]
 
 
-def aggregate_cache(cache_dir: Path) -> Path:
-    return cache_dir.parent / "aggregate.pkl"
+def aggregate_cache(cache_dir: Path, name: str = "aggregate") -> Path:
+    return cache_dir.parent / f"{name}.pkl"
 
 
-def save_aggregate(cache_dir: Path, key: str, aggregate: Any) -> None:
-    """Keep scan's combined aggregate for compute (a cache: lost or stale means recombine)."""
+def save_aggregate(cache_dir: Path, key: str, aggregate: Any, name: str = "aggregate") -> None:
+    """Keep scan's combined aggregate for compute (a cache: lost or stale means recombine);
+    ``name`` tells the combine modes apart (one file each)."""
     import pickle
 
-    atomic_write_bytes(aggregate_cache(cache_dir), pickle.dumps((key, aggregate), protocol=5), durable=False)
+    target = aggregate_cache(cache_dir, name)
+    atomic_write_bytes(target, pickle.dumps((key, aggregate), protocol=5), durable=False)
 
 
-def load_aggregate(cache_dir: Path, key: str) -> Any | None:
-    """The aggregate saved by scan under ``key``, or None."""
+def load_aggregate(cache_dir: Path, key: str, name: str = "aggregate") -> Any | None:
+    """The aggregate saved by scan under ``key`` (in cache file ``name``), or None."""
     import pickle
 
-    path = aggregate_cache(cache_dir)
+    path = aggregate_cache(cache_dir, name)
     try:
         saved_key, aggregate = pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError):

@@ -10,7 +10,7 @@ from ..config.load import expand_sources
 from ..config.models import ResolvedProject
 from ..errors import PadoccLikeError, SourcesChangedError
 from ..sources import build_manifest
-from ..state.store import ProjectPaths, reset_downstream
+from ..state.store import ProjectPaths, reset_downstream, set_current_products
 from ..types import Phase
 from .base import RunContext, StageOutput, config_digest, digest
 
@@ -67,7 +67,7 @@ def init_stage(
     config_changed = state.get("config_sha256") != config_digest(project)
     if changed_files or config_changed:
         # the current product was made from other files or settings: no longer current, nor catalogued
-        state["current_product"] = None
+        set_current_products(state, {})
         (paths.catalog / "item.json").unlink(missing_ok=True)
     atomic_write_json(paths.manifest, manifest)
     atomic_write_json(paths.config, project.model_dump(mode="json"))

@@ -28,14 +28,16 @@ SCAN_FORMAT = "padocc-like/scan"
 SCAN_VERSION = 1
 
 
-def combine_options(project: ResolvedProject) -> CombineOptions:
-    """How the project's files combine; a ``cfa`` product holds whole-file fragments."""
+def combine_options(project: ResolvedProject, kind: ProductKind | None = None) -> CombineOptions:
+    """How the project's files combine for ``kind`` (default: the first requested kind);
+    a ``cfa`` product holds whole-file fragments."""
+    kind = kind or project.product.kinds[0]
     return CombineOptions(
         concat_dims=tuple(project.concat_dims) if project.concat_dims is not None else None,
         keep_variables=tuple(project.variables.keep) if project.variables.keep is not None else None,
         drop_variables=tuple(project.variables.drop),
         materialize_limit=int(project.materialize_limit_mb * (1 << 20)),
-        fragments=project.product.kind is ProductKind.CFA,
+        fragments=kind is ProductKind.CFA,
     )
 
 
@@ -49,9 +51,14 @@ def kerchunk_writer(project: ResolvedProject) -> KerchunkWriter:
     return KerchunkWriter.from_options(project.product)
 
 
-def aggregate_key(state: dict[str, Any]) -> str:
-    """What a saved aggregate depends on: the manifest and the configuration."""
-    return digest("aggregate", state.get("manifest_sha256"), state.get("config_sha256"))
+def aggregate_key(state: dict[str, Any], fragments: bool = False) -> str:
+    """What a saved aggregate depends on: the manifest, the configuration and the combine mode."""
+    return digest("aggregate", state.get("manifest_sha256"), state.get("config_sha256"), fragments)
+
+
+def aggregate_name(fragments: bool) -> str:
+    """The cache file name of one combine mode's aggregate (one file per mode)."""
+    return "aggregate-fragments" if fragments else "aggregate"
 
 
 def scan_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
@@ -97,12 +104,43 @@ def _describe(
     return info
 
 
+def kind_verdict(
+    scans: list[FileScan], project: ResolvedProject, kind: ProductKind, combined: dict[bool, Any]
+) -> tuple[dict[str, Any], Aggregate | None, AggregationError | None]:
+    """Whether ``kind`` can represent the files: (scan.json's fields for it, the aggregate,
+    the error saying why not). ``combined`` caches one combine per mode (aggregate or error)."""
+    options = combine_options(project, kind)
+    if options.fragments not in combined:
+        try:
+            combined[options.fragments] = combine(scans, options)
+        except AggregationError as err:  # includes NotRepresentableError
+            combined[options.fragments] = err
+    result = combined[options.fragments]
+    if isinstance(result, AggregationError):
+        info: dict[str, Any] = {
+            "representable": False,
+            "reason": result.message,
+            "error_kind": str(result.kind),
+        }
+        if (
+            kind is ProductKind.KERCHUNK
+            and isinstance(result, NotRepresentableError)
+            and _fragments_combine(scans, options, combined)
+        ):
+            # Kerchunk cannot hold what a CF aggregation of whole files can
+            info["recommended_kind"] = str(ProductKind.CFA)
+            return info, None, NotRepresentableError(f"{result.message.rstrip('.')}. {CFA_ADVICE}")
+        return info, None, result
+    return {"representable": True}, result, None
+
+
 def analyse(
     scans: list[FileScan], project: ResolvedProject, sampled: bool
-) -> tuple[dict[str, Any], Aggregate | None, AggregationError | None]:
-    """The scan report (formats, variables, concat dims, verdict), the combined aggregate
-    when the files combine, and otherwise the error that says why not."""
-    options = combine_options(project)
+) -> tuple[dict[str, Any], dict[ProductKind, Aggregate], dict[ProductKind, AggregationError]]:
+    """The scan report (formats, variables, concat dims, verdict per kind; top-level fields
+    for the first kind), the aggregate of each representable kind, and for each other kind
+    the error that says why not."""
+    kinds = project.product.kinds
     report: dict[str, Any] = {
         "format": SCAN_FORMAT,
         "version": SCAN_VERSION,
@@ -112,41 +150,89 @@ def analyse(
         "sampled": sampled,
         "file_formats": sorted({s.format for s in scans}),
     }
-    selected = select_variables(scans[0], options)
+    selected = select_variables(scans[0], combine_options(project))
     report["variables"] = describe_variables(sorted(selected), scans)
     report["dimensions"] = scans[0].dims
     report["unlimited"] = list(scans[0].unlimited)
-    try:
-        agg = combine(scans, options)
-    except AggregationError as err:  # includes NotRepresentableError
-        report["representable"] = False
-        report["reason"] = err.message
-        report["error_kind"] = str(err.kind)
-        if (
-            project.product.kind is ProductKind.KERCHUNK
-            and isinstance(err, NotRepresentableError)
-            and _fragments_combine(scans, options)
-        ):
-            # Kerchunk cannot hold what a CF aggregation of whole files can
-            report["recommended_kind"] = str(ProductKind.CFA)
-            return report, None, NotRepresentableError(f"{err.message.rstrip('.')}. {CFA_ADVICE}")
-        return report, None, err
-    else:
-        report["representable"] = True
-        report["concat_dims"] = list(agg.concat_dims)
+    combined: dict[bool, Any] = {}
+    aggregates: dict[ProductKind, Aggregate] = {}
+    problems: dict[ProductKind, AggregationError] = {}
+    report["products"] = {}
+    for kind in kinds:
+        info, agg, problem = kind_verdict(scans, project, kind, combined)
+        if agg is not None:
+            aggregates[kind] = agg
+            info["concat_dims"] = list(agg.concat_dims)
+        if problem is not None:
+            problems[kind] = problem
+        report["products"][str(kind)] = info
+    first = kinds[0]
+    report.update(report["products"][str(first)])
+    if first in aggregates:
+        agg = aggregates[first]
         report["notes"] = agg.notes
         report["fragments"] = [f.to_dict() for f in agg.fragments]
         report["dimensions"] = agg.dims
-    return report, agg, None
+    return report, aggregates, problems
 
 
-def _fragments_combine(scans: list[FileScan], options: CombineOptions) -> bool:
+def _fragments_combine(scans: list[FileScan], options: CombineOptions, combined: dict[bool, Any]) -> bool:
     """Whether files that do not combine as chunk tables combine as whole-file fragments."""
-    try:
-        combine(scans, dataclasses.replace(options, fragments=True))
-    except AggregationError:
-        return False
-    return True
+    if True not in combined:
+        try:
+            combined[True] = combine(scans, dataclasses.replace(options, fragments=True))
+        except AggregationError as err:
+            combined[True] = err
+    return not isinstance(combined[True], AggregationError)
+
+
+def estimate_kind(
+    kind: ProductKind,
+    project: ResolvedProject,
+    agg: Aggregate | None,
+    scans: list[FileScan],
+    n_entries: int,
+    sampled: bool,
+) -> dict[str, Any]:
+    """Scan's estimates of ``kind``'s product for the whole project (from the scanned files)."""
+    scale = n_entries / len(scans)
+    if kind is ProductKind.CFA:
+        # one fragment per file and fragmented variable; the file holds the rest itself
+        n_refs = agg.n_fragments() if agg is not None else 0
+        if sampled:
+            n_refs = int(n_refs * scale)
+        return {"n_refs": n_refs, "layout": LAYOUT}
+    if agg is not None and not sampled:  # the whole project is combined: count, don't estimate
+        n_refs = agg.n_refs()
+        inline_bytes = sum(
+            len(b) for v in agg.variables.values() if isinstance(v, AggVariable) for b in v.inline.values()
+        )
+    else:
+        refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
+        inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
+        n_refs = int(refs_per_file * n_entries)
+    json_bytes = KerchunkWriter.estimate_json_bytes(n_refs, int(inline_bytes * scale))
+    layout = project.product.layout
+    if layout == "auto":
+        layout = "parquet" if json_bytes > kerchunk_writer(project).parquet_threshold_bytes else "json"
+    return {
+        "n_refs": n_refs,
+        "bytes_per_ref_json": JSON_BYTES_PER_REF,
+        "json_bytes": json_bytes,
+        "layout": layout,
+    }
+
+
+def kind_failure(
+    kinds: tuple[ProductKind, ...], problems: dict[ProductKind, AggregationError]
+) -> AggregationError:
+    """The error scan fails with: the first requested kind that cannot be produced, named
+    when the project asks for several kinds (of the same class, so its error kind stays)."""
+    kind = next(k for k in kinds if k in problems)
+    err = problems[kind]
+    if len(kinds) == 1:
+        return err
+    return type(err)(f"product kind {str(kind)!r} cannot be produced: {err.message}")
 
 
 def scan_stage(
@@ -162,58 +248,40 @@ def scan_stage(
     with gc_paused():
         scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers)
         per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
-        report, agg, problem = analyse(scans, project, sampled)
+        report, aggregates, problems = analyse(scans, project, sampled)
     report["files_total"] = len(entries)
-    # estimates for the whole project, extrapolated from the scanned files
-    scale = len(entries) / len(chosen)
-    estimates: dict[str, Any]
-    if project.product.kind is ProductKind.CFA:
-        # one fragment per file and fragmented variable; the file holds the rest itself
-        n_refs = agg.n_fragments() if agg is not None else 0
-        if sampled:
-            n_refs = int(n_refs * scale)
-        layout = LAYOUT
-        estimates = {"n_refs": n_refs, "layout": layout}
-    else:
-        if agg is not None and not sampled:  # the whole project is combined: count, don't estimate
-            n_refs = agg.n_refs()
-            inline_bytes = sum(
-                len(b)
-                for v in agg.variables.values()
-                if isinstance(v, AggVariable)
-                for b in v.inline.values()
-            )
-        else:
-            refs_per_file = float(np.mean([sum(v.n_stored() for v in s.variables.values()) for s in scans]))
-            inline_bytes = sum(len(b) for s in scans for v in s.variables.values() for b in v.inline.values())
-            n_refs = int(refs_per_file * len(entries))
-        json_bytes = KerchunkWriter.estimate_json_bytes(n_refs, int(inline_bytes * scale))
-        writer = kerchunk_writer(project)
-        layout = project.product.layout
-        if layout == "auto":
-            layout = "parquet" if json_bytes > writer.parquet_threshold_bytes else "json"
-        estimates = {
-            "n_refs": n_refs,
-            "bytes_per_ref_json": JSON_BYTES_PER_REF,
-            "json_bytes": json_bytes,
-            "layout": layout,
-        }
+    kinds = project.product.kinds
+    for kind in kinds:
+        report["products"][str(kind)]["estimates"] = estimate_kind(
+            kind, project, aggregates.get(kind), scans, len(entries), sampled
+        )
+    first = report["products"][str(kinds[0])]["estimates"]
+    n_refs, layout = first["n_refs"], first["layout"]
     report["estimates"] = {
-        **estimates,
+        **first,
         "source_bytes": sum(e["size"] for e in entries),
         "scan_seconds_per_file": round(per_file_s, 5),
-        "compute_seconds": round(per_file_s * len(entries) * 1.2 + 0.5, 2),
+        "compute_seconds": round(per_file_s * len(entries) * 1.2 * len(kinds) + 0.5, 2),
     }
-    report["product_kind"] = str(project.product.kind)
-    if agg is not None and not sampled:
-        save_aggregate(paths.file_cache, aggregate_key(state), agg)
+    report["product_kind"] = str(kinds[0])
+    report["product_kinds"] = [str(k) for k in kinds]
+    if not sampled:
+        for kind, agg in aggregates.items():
+            fragments = combine_options(project, kind).fragments
+            save_aggregate(paths.file_cache, aggregate_key(state, fragments), agg, aggregate_name(fragments))
     atomic_write_json(paths.scan, report)
-    if project.product.kind in (ProductKind.KERCHUNK, ProductKind.CFA) and problem is not None:
-        raise problem
+    fatal = {k: e for k, e in problems.items() if k in (ProductKind.KERCHUNK, ProductKind.CFA)}
+    if fatal:  # other kinds fail in compute, for want of a writer
+        raise kind_failure(kinds, fatal)
     what = f"{len(chosen)}/{len(entries)} files" + (" (sample)" if sampled else "")
     concat = ",".join(report.get("concat_dims", [])) or "none"
     return StageOutput(
         message=f"{what}; concat {concat}; ~{n_refs} refs -> {layout}",
         fingerprint=scan_fingerprint(project, paths, state) or "",
-        details={"representable": report["representable"], "layout": layout, "n_refs": n_refs},
+        details={
+            "representable": report["representable"],
+            "layout": layout,
+            "n_refs": n_refs,
+            "kinds": {str(k): report["products"][str(k)]["representable"] for k in kinds},
+        },
     )

@@ -11,7 +11,7 @@ from .._io import atomic_write_json, atomic_write_text, read_json, utc_now
 from ..config.models import ResolvedProject
 from ..errors import PhaseOrderError, ValidationFailedError
 from ..sources import verify_manifest
-from ..state.store import ProjectPaths, current_product, reset_downstream, save_state
+from ..state.store import ProjectPaths, current_products, reset_downstream, save_state
 from ..types import Phase, Verdict
 from ..validation.checks import validate
 from ..validation.report import ValidationReport
@@ -20,15 +20,11 @@ from .base import RunContext, StageOutput, digest
 
 
 def validate_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any]) -> str | None:
-    product = current_product(state)
-    if product is None:
+    products = current_products(state)
+    if not products:
         return None
-    return digest(
-        "validate",
-        product["sha256"],
-        product["revision"],
-        project.validation.model_dump(mode="json"),
-    )
+    parts: list[Any] = [x for p in products for x in (p["sha256"], p["revision"])]
+    return digest("validate", *parts, project.validation.model_dump(mode="json"))
 
 
 @dataclass(frozen=True)
@@ -53,14 +49,16 @@ def report_paths(paths: ProjectPaths, revision: int) -> tuple[Path, Path]:
     )
 
 
-def validate_stage(
-    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
-) -> StageOutput:
-    product = current_product(state)
-    if product is None or not Path(product["path"]).exists():
-        raise PhaseOrderError(f"project {project.id!r} has no product to validate; run compute")
-    manifest = read_json(paths.manifest)
-    verify_manifest(manifest)
+def validate_product(
+    project: ResolvedProject, paths: ProjectPaths, product: dict[str, Any], urls: list[str], workers: int
+) -> tuple[ValidationReport, Path]:
+    """Validate one product against the sources; write its report (``validation-r<N>``) and
+    set its status (``valid`` or ``invalid``) in its state record."""
+    if not Path(product["path"]).exists():
+        raise PhaseOrderError(
+            f"project {project.id!r} has no product to validate: its {product['kind']} product "
+            f"r{product['revision']} is missing ({product['path']}); run compute"
+        )
     record = ProductRecord.from_dict({k: product[k] for k in ProductRecord.__dataclass_fields__})
     get_writer(record.kind)  # an unknown kind fails here, before any work
     started, t0 = utc_now(), time.perf_counter()
@@ -68,10 +66,10 @@ def validate_stage(
         ProductOpener(record),
         record.path,
         record.layout,
-        [e["url"] for e in manifest["files"]],
+        urls,
         project,
         project.validation.mode,
-        workers=ctx.workers,
+        workers=workers,
     )
     report = ValidationReport(
         project=project.id,
@@ -86,33 +84,55 @@ def validate_stage(
     json_path, text_path = report_paths(paths, record.revision)
     atomic_write_json(json_path, report.to_dict())
     atomic_write_text(text_path, report.summary_text() + "\n")
-    verdict = report.verdict
-    for p in state["products"]:
-        if p["revision"] == record.revision:
-            p["status"] = "valid" if verdict is Verdict.PASS else "invalid"
-            p["validation_report"] = str(json_path.relative_to(paths.root))
+    product["status"] = "valid" if report.verdict is Verdict.PASS else "invalid"
+    product["validation_report"] = str(json_path.relative_to(paths.root))
+    return report, json_path
+
+
+def failure_message(product: dict[str, Any], report: ValidationReport, json_path: Path) -> str:
+    """Why a product failed validation: its kind and revision, the first error, the report."""
+    first = report.errors[0]
+    where = "".join(
+        x
+        for x in (
+            f" [{first.variable}]" if first.variable else "",
+            f" ({first.file})" if first.file else "",
+        )
+    )
+    return (
+        f"{product['kind']} product r{product['revision']} differs from its sources: "
+        f"{len(report.errors)} error(s); first: {first.check}: {first.message}{where}. Report: {json_path}"
+    )
+
+
+def validate_stage(
+    project: ResolvedProject, paths: ProjectPaths, state: dict[str, Any], ctx: RunContext
+) -> StageOutput:
+    products = current_products(state)
+    if not products:
+        raise PhaseOrderError(f"project {project.id!r} has no product to validate; run compute")
+    manifest = read_json(paths.manifest)
+    verify_manifest(manifest)
+    urls = [e["url"] for e in manifest["files"]]
+    results = [(p, *validate_product(project, paths, p, urls, ctx.workers)) for p in products]
     reset_downstream(state, Phase.VALIDATE)
     save_state(paths, state)
-    n_err = len(report.errors)
-    if verdict is Verdict.FAIL:
-        first = report.errors[0]
-        where = "".join(
-            x
-            for x in (
-                f" [{first.variable}]" if first.variable else "",
-                f" ({first.file})" if first.file else "",
-            )
-        )
-        raise ValidationFailedError(
-            f"product r{record.revision} differs from its sources: {n_err} error(s); first: "
-            f"{first.check}: {first.message}{where}. Report: {json_path}"
-        )
+    failed = [failure_message(p, r, j) for p, r, j in results if r.verdict is Verdict.FAIL]
+    if failed:
+        raise ValidationFailedError("; ".join(failed))
+    parts = [
+        f"r{p['revision']} PASS: {r.stats['values_compared']:,} values compared, "
+        f"{sum(1 for f in r.findings if f.severity == 'allowed')} allowed differences"
+        for p, r, _ in results
+    ]
+    if len(results) > 1:
+        parts = [f"{p['kind']} {part}" for (p, _, _), part in zip(results, parts, strict=True)]
     return StageOutput(
-        message=f"r{record.revision} PASS: {stats['values_compared']:,} values compared, "
-        f"{sum(1 for f in findings if f.severity == 'allowed')} allowed differences",
+        message="; ".join(parts),
         fingerprint=validate_fingerprint(project, paths, state) or "",
         details={
-            "report": str(json_path.relative_to(paths.root)),
-            "values_compared": stats["values_compared"],
+            "report": str(results[0][2].relative_to(paths.root)),
+            "reports": {str(p["kind"]): str(j.relative_to(paths.root)) for p, _, j in results},
+            "values_compared": sum(r.stats["values_compared"] for _, r, _ in results),
         },
     )

@@ -1,4 +1,4 @@
-"""Project state on disk (format ``padocc-like/project-state`` version 1).
+"""Project state on disk (format ``padocc-like/project-state`` version 2).
 
 Each project owns one directory under ``<work_dir>/projects/<project_id>/``;
 only the process holding the project's lock writes there, so concurrent runs
@@ -25,7 +25,9 @@ from ..errors import StateError, StateLockedError
 from ..types import PHASE_ORDER, Phase, Status
 
 STATE_FORMAT = "padocc-like/project-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Versions :func:`load_state` reads; version 1 is migrated on read (:func:`migrate_state`)."""
 HISTORY_LIMIT = 1000
 LOCK_ATTEMPTS = 25
 
@@ -91,6 +93,7 @@ def new_state(project_id: str, group_id: str) -> dict[str, Any]:
         "updated": utc_now(),
         "phases": {str(p): {"status": str(Status.PENDING)} for p in PHASE_ORDER},
         "products": [],
+        "current_products": [],
         "current_product": None,
         "history": [],
     }
@@ -106,11 +109,22 @@ def load_state(paths: ProjectPaths) -> dict[str, Any] | None:
         raise StateError(f"{paths.state}: unreadable state file: {err}") from err
     if state.get("format") != STATE_FORMAT:
         raise StateError(f"{paths.state}: not a padocc-like project state file")
-    if state.get("version") != STATE_VERSION:
+    if state.get("version") not in READABLE_VERSIONS:
         raise StateError(
             f"{paths.state}: state version {state.get('version')} is not supported "
-            f"(this release reads version {STATE_VERSION})"
+            f"(this release reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
+    return migrate_state(state)
+
+
+def migrate_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Bring a state dict to :data:`STATE_VERSION` in place (version 1 had one ``current_product``
+    revision; version 2 adds ``current_products``, the current revision of each product kind)."""
+    if state.get("version") == 1:
+        rev = state.get("current_product")
+        kinds = [str(p["kind"]) for p in state.get("products", []) if p["revision"] == rev]
+        state["current_products"] = [{"kind": kinds[0], "revision": rev}] if kinds else []
+        state["version"] = STATE_VERSION
     return state
 
 
@@ -180,12 +194,25 @@ def is_locked(paths: ProjectPaths) -> bool:
         os.close(fd)
 
 
+def current_products(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The current product record of each kind, in the order the kinds were requested."""
+    by_revision = {p["revision"]: p for p in state.get("products", [])}
+    current = state.get("current_products") or []
+    return [by_revision[c["revision"]] for c in current if c["revision"] in by_revision]
+
+
 def current_product(state: dict[str, Any]) -> dict[str, Any] | None:
-    rev = state.get("current_product")
-    for p in state.get("products", []):
-        if p["revision"] == rev:
-            return p
-    return None
+    """The project's one current product for one-product views: the first requested kind's
+    (the only one of a one-kind project); :func:`current_products` gives every kind's."""
+    products = current_products(state)
+    return products[0] if products else None
+
+
+def set_current_products(state: dict[str, Any], revisions: dict[str, int]) -> None:
+    """Make ``revisions`` (kind -> revision, in requested order) current; ``{}`` clears them.
+    ``current_product`` keeps the first kind's revision, for readers of version 1."""
+    state["current_products"] = [{"kind": k, "revision": r} for k, r in revisions.items()]
+    state["current_product"] = next(iter(revisions.values()), None)
 
 
 def list_projects(work_dir: Path) -> list[str]:

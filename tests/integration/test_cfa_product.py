@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -92,22 +93,23 @@ def write_month(
         tas[:] = values if packed else values.astype("f4")
 
 
+def monthly_files(root: Path, n_months: int, calendar: str, chunk_time: Callable[[int], int]) -> list[Path]:
+    """Months 1..n of 2001 in ``root``, month ``m`` chunked by ``chunk_time(m)`` days."""
+    root.mkdir(parents=True)
+    paths = [root / f"tas_day_2001{m:02d}.nc" for m in range(1, n_months + 1)]
+    for m, path in enumerate(paths, start=1):
+        write_month(path, 2001, m, calendar, chunk_time(m), "days since 2001-01-01")
+    return paths
+
+
 def uneven_months(root: Path) -> list[Path]:
     """Jan-Jun 2001 (31, 28, 31, 30, 31, 30 days), chunked by 7 days: no regular chunk grid."""
-    root.mkdir(parents=True)
-    paths = [root / f"tas_day_2001{m:02d}.nc" for m in range(1, 7)]
-    for m, path in enumerate(paths, start=1):
-        write_month(path, 2001, m, "standard", 7, "days since 2001-01-01")
-    return paths
+    return monthly_files(root, 6, "standard", lambda m: 7)
 
 
 def differing_chunks(root: Path) -> list[Path]:
     """Five 30-day months (360_day calendar), chunked by 10 or 15 days in turn."""
-    root.mkdir(parents=True)
-    paths = [root / f"tas_day_2001{m:02d}.nc" for m in range(1, 6)]
-    for m, path in enumerate(paths, start=1):
-        write_month(path, 2001, m, "360_day", 10 if m % 2 else 15, "days since 2001-01-01")
-    return paths
+    return monthly_files(root, 5, "360_day", lambda m: 10 if m % 2 else 15)
 
 
 ARCHIVES = {"uneven-months": uneven_months, "differing-chunks": differing_chunks}

@@ -70,7 +70,7 @@ def test_state_files_and_history(tmp_path, archive, write_group):
     g, _ = run_all(write_group(group_yaml(tmp_path)))
     root = g.work_dir / "projects" / "p1"
     state = json.loads((root / "state.json").read_text())
-    assert state["format"] == "padocc-like/project-state" and state["version"] == 1
+    assert state["format"] == "padocc-like/project-state" and state["version"] == 2
     assert [state["phases"][p]["status"] for p in ALL] == ["done"] * 5
     manifest = json.loads((root / "manifest.json").read_text())
     assert [Path(f["url"]).name for f in manifest["files"]] == sorted(

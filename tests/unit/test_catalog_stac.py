@@ -300,6 +300,33 @@ def test_cfa_product_gets_datapoints_asset(schemas: Path) -> None:
         make_item(s, product={**cfa, "sha256": "x"})
 
 
+def test_one_asset_per_product_kind(schemas: Path) -> None:
+    """Several products (one per kind): one asset and one report each, keys without '-'."""
+    s = summarise_dataset(cf_dataset())
+    cfa = product(kind="cfa", revision=3, layout="nc", media_type="application/netcdf")
+    entries = [
+        (product(), "/w/p/products/kerchunk/r2.json", "/w/p/reports/validation-r2.json"),
+        (cfa, "/w/p/products/cfa/r3.nc", "/w/p/reports/validation-r3.json"),
+    ]
+    item = make_item(s, product=None, product_href=None, report_href=None, products=entries)
+    assert set(item["assets"]) == {
+        "reference_file",
+        "reference_file_2",
+        "validation_report",
+        "validation_report_cfa",
+    }
+    assert item["assets"]["validation_report_cfa"]["href"] == "/w/p/reports/validation-r3.json"
+    p = item["properties"]
+    assert p["padocc_like:revision"] == 2 and p["padocc_like:revisions"] == {"kerchunk": 2, "cfa": 3}
+    stores = [link["href"] for link in item["links"] if link["rel"] == "store"]
+    assert stores == ["/w/p/products/kerchunk/r2.json", "/w/p/products/cfa/r3.nc"]
+    validate_stac(item, schemas)
+    with pytest.raises(CatalogError, match="one asset per format"):
+        make_item(s, products=[entries[0], entries[0]])
+    with pytest.raises(CatalogError, match="at least one product"):
+        make_item(s, products=[])
+
+
 def test_bad_inputs_are_catalog_errors() -> None:
     s = summarise_dataset(cf_dataset())
     with pytest.raises(CatalogError, match="datetime"):

@@ -154,3 +154,40 @@ def test_sources_forms(tmp_path):
         str(tmp_path / "a.nc"),
     ]
     assert expand_sources(Sources(files=[f"file://{tmp_path}/a.nc"]), tmp_path) == [str(tmp_path / "a.nc")]
+
+
+def _product_group(write_group, kind: str) -> Path:
+    return write_group(f"""
+group: g
+work_dir: w
+projects:
+  - id: p
+    sources: {{glob: x}}
+    product: {{kind: {kind}}}
+""")
+
+
+def test_product_kind_single_or_list(write_group):
+    single = load_group(_product_group(write_group, "cfa")).projects["p"].product
+    assert single.kind == "cfa" and single.kinds == ("cfa",)
+    default = load_group(_product_group(write_group, "kerchunk")).projects["p"].product
+    assert default.kinds == ("kerchunk",)
+    both = load_group(_product_group(write_group, "[kerchunk, cfa]")).projects["p"].product
+    assert both.kinds == ("kerchunk", "cfa")
+    assert load_group(_product_group(write_group, "[cfa]")).projects["p"].product.kinds == ("cfa",)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("[kerchunk, cfa, kerchunk]", "product kind 'kerchunk' is listed twice"),
+        ("[]", "the list of product kinds is empty"),
+        ("[kerchunk, zarr]", "no writer for product kind 'zarr'"),
+        ("[kerchunk, netcdf]", "projects[0].product.kind"),
+        ("netcdf", "projects[0].product.kind"),
+    ],
+)
+def test_product_kind_list_is_checked(write_group, kind: str, message: str):
+    with pytest.raises(ConfigError) as err:
+        load_group(_product_group(write_group, kind))
+    assert message in err.value.message

@@ -55,12 +55,16 @@ def cf_conventions(value: Any) -> str:
     other conventions are kept (``CF-1.6 ACDD-1.3`` -> ``CF-1.13 ACDD-1.3``)."""
     if not isinstance(value, str) or not value.strip():
         return CONVENTIONS
-    match = _CF_TOKEN.search(value)
-    if match is None:
-        return f"{CONVENTIONS} {value}"
-    if (int(match[1]), int(match[2])) >= CF_VERSION:
-        return value
-    return value[: match.start()] + CONVENTIONS + value[match.end() :]
+    # CF: a blank- or comma-separated list; sources also write "CF-1.0; http://..."
+    names = [t for t in re.split(r"[\s,;]+", value.strip()) if t]
+    cf = [i for i, t in enumerate(names) if _CF_TOKEN.fullmatch(t)]
+    if not cf:
+        return " ".join([CONVENTIONS, *names])
+    match = _CF_TOKEN.fullmatch(names[cf[0]])
+    assert match is not None
+    if (int(match[1]), int(match[2])) < CF_VERSION:
+        names[cf[0]] = CONVENTIONS
+    return " ".join(names)
 
 
 def fragment_uri(url: str, product_dir: Path, mode: Literal["absolute", "relative"]) -> str:

@@ -147,11 +147,10 @@ CFAPYX_DROPS_FRAGMENT_MASKS = ReaderFailure(
     "keeps 0.3559); checked value by value",
     evidence=_cfapyx_drops_fragment_masks("sm", "sm_uncertainty"),
 )
-CESM_CONVENTIONS_FIX = (
-    "FIX: the product's Conventions is 'CF-1.13; http://www.cgd.ucar.edu/...' (the sources' "
-    "'CF-1.0; ...' with the version replaced, writers/cfa.cf_conventions): the ';' stays glued "
-    "to the name, so CF 2.6.1's blank- or comma-separated list holds 'CF-1.13;', not 'CF-1.13', "
-    "and cf-python (cfdm netcdfread) raises InvalidVersion('1.13;') before anything else"
+CESM_CONVENTIONS = (
+    "The sources' Conventions 'CF-1.0; http://www.cgd.ucar.edu/...' becomes 'CF-1.13 "
+    "http://www.cgd.ucar.edu/...' (CF 2.6.1: a blank- or comma-separated list; with the ';' kept, "
+    "cf-python would read the version '1.13;' and raise InvalidVersion)"
 )
 CF_PYTHON_GLOBAL_CALENDAR = ReaderFailure(
     "cf-python",
@@ -203,7 +202,7 @@ SERIES: list[Series] = [
         config={"product": {"kind": "cfa"}, "variables": {"drop": ["t0"]}},
         mfdataset={"drop_variables": ["t0"]},
         why="the configured project as a CF aggregation (it shows the three readers on int16 "
-        "packed fragments, which esacci-soilmoisture-daily-cfa cannot until its FIX): sm is "
+        "packed fragments, which esacci-soilmoisture-daily-cfa cannot while t0 is refused): sm is "
         "aggregated unpacked (float32, valid_range [0, 1e-4] in its units, as CF readers take the "
         "files' float [0, 1] on int16 data: in packed units, so cf-python masks what it masks in "
         "the files)",
@@ -243,7 +242,7 @@ SERIES: list[Series] = [
         config={"product": {"kind": "cfa"}},
         why="as a CF aggregation each file is one fragment of SHF, whatever its chunk shape "
         "and codecs (21612 noleap months); time, its bounds, the char arrays and the static "
-        f"grid are stored in the aggregation file. {CESM_CONVENTIONS_FIX}",
+        f"grid are stored in the aggregation file. {CESM_CONVENTIONS}",
         readers=(CF_PYTHON_GLOBAL_CALENDAR,),
     ),
     Series(
@@ -284,7 +283,7 @@ SERIES: list[Series] = [
         2,
         "pass",
         config={"product": {"kind": "cfa"}},
-        why=f"two fragments of 900 and 240 steps, whatever their chunk shapes. {CESM_CONVENTIONS_FIX}",
+        why=f"two fragments of 900 and 240 steps, whatever their chunk shapes. {CESM_CONVENTIONS}",
         readers=(CF_PYTHON_GLOBAL_CALENDAR,),
     ),
     # --- CESM multi-variable POP files: merge plus concat --------------------------------------
@@ -463,19 +462,14 @@ def _cfa(entry: Series, why: str, **changes: Any) -> Series:
 NOT_EVEN_CFA = "not even a CF aggregation of whole files can be exact: "
 CFA_OF: dict[str, dict[str, Any]] = {
     "esacci-soilmoisture-daily": {
-        "outcome": "pass",
-        "error_kind": None,
-        "message": (),
-        "why": "each file is one whole fragment, and CF-1.13 (2.8, fragment interpretation) has "
-        "every fragment's missing values, its own valid_range included, converted to the "
-        "aggregation variable's before it is placed: t0's per-day ranges need not be one product "
-        "attribute. The ranges abut, so t0 aggregated with their union [3238.4999999995343, "
-        "10957.4999999995343] and each fragment placed as stored is exact: no value valid in its "
-        "file falls outside the union, and the 17 t0 values of 2000-01-01 equal to 10957.5 (just "
-        "above that file's own upper bound, so missing for CF readers: netCDF4 and cf-python mask "
-        "them, xarray keeps them) stay outside it. FIX: scan rejects the series with the Kerchunk "
-        "reason ('one product cannot decode both') for product kind cfa too",
-        "readers": (CFAPYX_DROPS_FRAGMENT_MASKS,),
+        "why": "the same refusal as for Kerchunk, a limitation of ours rather than of CF-1.13: "
+        "CF-1.13 (2.8, fragment interpretation) converts every fragment's missing values, its own "
+        "valid_range included, to the aggregation variable's, so t0 aggregated with the union of "
+        "the abutting per-day ranges [3238.4999999995343, 10957.4999999995343] and each fragment "
+        "placed as stored would be exact (the 17 t0 values of 2000-01-01 equal to 10957.5 lie "
+        "outside it, as outside their file's own range). Our combine still asks every variable "
+        "for one valid_range across files, for cfa as for Kerchunk; "
+        "esacci-soilmoisture-daily-drop-t0-cfa shows that the rest of the series is exact",
     },
     "cesm-multi-variables": {
         "why": NOT_EVEN_CFA + "SHF is held by three files (and NO2 by two) for the same 0500 "

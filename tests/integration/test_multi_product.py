@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import netCDF4
 import pytest
 import xarray as xr
 from test_cfa_product import assert_same_values, describe, monthly_files, sources_dataset, uneven_months
@@ -115,3 +116,27 @@ def test_uneven_files_fail_scan_only_for_kerchunk(tmp_path: Path, kind: list[str
     assert "product kind 'kerchunk' cannot be produced" in failed.message
     assert "whole number of chunks" in failed.message
     assert scan["representable"] is False and scan["products"]["kerchunk"]["representable"] is False
+
+
+def test_each_product_is_validated_on_its_own(tmp_path: Path) -> None:
+    """A wrong cfa product fails validate naming it; the kerchunk product stays valid, and
+    catalog refuses the project."""
+    even_months(tmp_path / "archive")
+    group = api.open_group(group_file(tmp_path, tmp_path / "archive", ["kerchunk", "cfa"]))
+    outcomes = api.run(group, ["init", "scan", "compute"])
+    assert all(o.status == "done" for o in outcomes), describe(outcomes)
+    pp = project_paths(group.work_dir, "p1")
+    cfa = current_products(load_state(pp))[1]
+    with netCDF4.Dataset(cfa["path"], "a") as nc:  # two months swapped: values out of place
+        uris = nc["fragment_uris_0"][...]
+        uris[[0, 1]] = uris[[1, 0]]
+        nc["fragment_uris_0"][...] = uris
+    failed = api.run(group, ["validate"])[-1]
+    assert failed.status == "failed" and failed.error_kind == "validation-failed"
+    assert (
+        failed.message.startswith("cfa product r2 differs from its sources")
+        and "kerchunk" not in failed.message
+    )
+    assert [p["status"] for p in current_products(load_state(pp))] == ["valid", "invalid"]
+    assert api.run(group, ["catalog"])[-1].status == "failed"
+    assert not (pp.catalog / "item.json").exists()

@@ -260,13 +260,16 @@ def check_fragments(
     return findings
 
 
-def _cf_version(conventions: Any) -> tuple[tuple[int, int] | None, str]:
-    """The CF version a ``Conventions`` value names, and the value without it."""
+def _cf_version(conventions: Any) -> tuple[tuple[int, int] | None, tuple[str, ...]]:
+    """The CF version a ``Conventions`` value names, and its other names (CF 2.6.1: a blank-
+    or comma-separated list; sources also write ``"CF-1.0; http://..."``)."""
     text = str(_plain(conventions)) if conventions is not None else ""
-    match = _CF.search(text)
-    if match is None:
-        return None, text.strip()
-    return (int(match[1]), int(match[2])), (text[: match.start()] + text[match.end() :]).strip()
+    names = [n for n in re.split(r"[\s,;]+", text) if n]
+    for i, name in enumerate(names):
+        match = _CF.fullmatch(name)
+        if match is not None:
+            return (int(match[1]), int(match[2])), tuple(names[:i] + names[i + 1 :])
+    return None, tuple(names)
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .config.load import Group, load_group
 from .config.models import ResolvedProject
 from .errors import ConfigError, StateError
 from .stages.base import PhaseOutcome, RunContext
-from .state.store import current_product, load_state, project_paths
+from .state.store import current_products, load_state, project_paths
 from .types import PHASE_ORDER, Phase, Status
 
 __all__ = [
@@ -120,13 +120,21 @@ def status(group: Group, projects: Sequence[ResolvedProject] | None = None) -> l
     return [project_status(group, pid) for pid in ids]
 
 
-def report(group: Group, project_id: str) -> dict[str, Any]:
-    """The validation report of the project's current product."""
+def report(group: Group, project_id: str, kind: str | None = None) -> dict[str, Any]:
+    """The validation report of the project's current product (of ``kind``: the first
+    requested kind's when None)."""
     if project_id not in group.projects:
         raise ConfigError(f"no project {project_id!r} in group {group.id!r}")
     paths = project_paths(group.work_dir, project_id)
     state = load_state(paths)
-    product = current_product(state) if state else None
+    products = current_products(state) if state else []
+    if kind is None:
+        product = products[0] if products else None
+    else:
+        product = next((p for p in products if p.get("kind") == kind), None)
+        if product is None:
+            have = ", ".join(str(p.get("kind")) for p in products) or "none"
+            raise StateError(f"project {project_id!r} has no current {kind!r} product (current: {have})")
     if not product or "validation_report" not in product:
         raise StateError(f"project {project_id!r} has no validation report yet; run validate")
     return read_json(paths.root / product["validation_report"])

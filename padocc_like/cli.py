@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the validation report of a project")
     p.add_argument("group", help="the group YAML file")
     p.add_argument("-p", "--project", required=True, metavar="ID")
+    p.add_argument("--kind", help="the product kind whose report to show (default: the first requested)")
     p.add_argument("--json", action="store_true", help="the full JSON report")
 
     p = sub.add_parser("subset", help="save the selected projects as a named subset")
@@ -240,7 +241,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .validation.report import Finding, Severity, ValidationReport
 
     group = api.open_group(args.group)
-    data = api.report(group, args.project)
+    data = api.report(group, args.project, args.kind)
     if args.json:
         print(json.dumps(data, indent=1))
         return EXIT_OK

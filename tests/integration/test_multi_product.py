@@ -18,6 +18,7 @@ import xarray as xr
 from test_cfa_product import assert_same_values, describe, monthly_files, sources_dataset, uneven_months
 
 from padocc_like import api
+from padocc_like.errors import StateError
 from padocc_like.state.store import current_product, current_products, load_state, project_paths
 
 PHASES = ["init", "scan", "compute", "validate", "catalog"]
@@ -86,6 +87,11 @@ def test_both_products_through_every_phase(tmp_path: Path) -> None:
     from padocc_like.cli import render_status
 
     assert "kerchunk:r1:valid,cfa:r2:valid" in render_status("multi", [row])
+    # each kind's report on request, the first kind's by default
+    assert api.report(group, "p1")["product"]["kind"] == "kerchunk"
+    assert api.report(group, "p1", "cfa")["product"]["kind"] == "cfa"
+    with pytest.raises(StateError, match="no current 'zarr' product"):
+        api.report(group, "p1", "zarr")
 
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
     with sources_dataset(paths) as ref:

@@ -94,6 +94,12 @@ class ProductOptions(_Model):
     directory, not the aggregation file). ``relative``: paths relative to the product's
     directory, as CF-1.13 resolves them, for an archive moved together with its products
     (read correctly by this package's ``padocc_cfa`` xarray engine)."""
+    cfa_unique_values: bool = False
+    """In a ``cfa`` product, write an aggregated variable whose every fragment holds one
+    value (a per-file flag, mask or member number) as CF-1.13 ``unique_values`` instead of
+    fragment URIs: read without opening the sources. Off by default: cfapyx cannot read
+    ``unique_values`` and cf-python does not mask a missing one (this package's
+    ``padocc_cfa`` engine reads them all)."""
 
     @field_validator("kind")
     @classmethod

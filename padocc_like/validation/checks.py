@@ -155,7 +155,8 @@ def resolve_uri(uri: str, base_dir: str) -> str:
 
 
 def read_aggregations(path: str) -> dict[str, Aggregation]:
-    """Every aggregation variable of a CF-1.13 aggregation file."""
+    """Every aggregation variable of a CF-1.13 aggregation file that names fragment files
+    (``unique_values`` aggregations name none)."""
     import netCDF4
 
     base = str(Path(path).absolute().parent)
@@ -165,6 +166,8 @@ def read_aggregations(path: str) -> dict[str, Aggregation]:
             if "aggregated_data" not in var.ncattrs():
                 continue
             terms = dict(re.findall(r"(\S+):\s+(\S+)", str(var.getncattr("aggregated_data"))))
+            if "uris" not in terms:
+                continue  # unique_values: constants held in this file, compared value by value
             dims = tuple(str(var.getncattr("aggregated_dimensions")).split())
             table = nc.variables[terms["map"]][...]
             rows = np.ma.getdata(table).reshape(len(dims), -1) if dims else np.ones((0, 0), dtype=int)

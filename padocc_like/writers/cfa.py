@@ -18,6 +18,7 @@ them. The file is built under a temporary name beside the target and renamed int
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -84,15 +85,18 @@ class CFAWriter:
 
     kind: ClassVar[ProductKind] = ProductKind.CFA
 
-    def __init__(self, *, uris: Literal["absolute", "relative"] = "absolute") -> None:
+    def __init__(
+        self, *, uris: Literal["absolute", "relative"] = "absolute", unique_values: bool = False
+    ) -> None:
         if uris not in ("absolute", "relative"):
             raise ValueError(f"cfa_uris must be absolute or relative, not {uris!r}")
         self.uris = uris
+        self.unique_values = unique_values
 
     @classmethod
     def from_options(cls, options: Any) -> CFAWriter:
-        """From ``ProductOptions`` (``cfa_uris``)."""
-        return cls(uris=options.cfa_uris)
+        """From ``ProductOptions`` (``cfa_uris``, ``cfa_unique_values``)."""
+        return cls(uris=options.cfa_uris, unique_values=options.cfa_unique_values)
 
     def layout_for(self, aggregate: Aggregate) -> str:
         return LAYOUT
@@ -105,7 +109,7 @@ class CFAWriter:
         if layout != LAYOUT:
             raise ProductError(f"unknown cfa layout {layout!r} (expected {LAYOUT!r})")
         with atomic_file(target) as tmp:
-            _write_file(aggregate, tmp, target.parent, self.uris)
+            _write_file(aggregate, tmp, target.parent, self.uris, self.unique_values)
         return ProductRecord(
             kind=str(self.kind),
             revision=revision,
@@ -157,7 +161,11 @@ class _Names:
 
 
 def _write_file(
-    aggregate: Aggregate, path: Path, product_dir: Path, mode: Literal["absolute", "relative"]
+    aggregate: Aggregate,
+    path: Path,
+    product_dir: Path,
+    mode: Literal["absolute", "relative"],
+    unique_values: bool = False,
 ) -> None:
     import netCDF4
 
@@ -173,7 +181,11 @@ def _write_file(
         for name in sorted(aggregate.variables):
             var = aggregate.variables[name]
             if isinstance(var, FragmentedVariable):
-                _write_aggregation(nc, var, names, shared, product_dir, mode)
+                constants = _fragment_constants(var) if unique_values else None
+                if constants is not None:
+                    _write_unique_values(nc, var, names, constants)
+                else:
+                    _write_aggregation(nc, var, names, shared, product_dir, mode)
             else:
                 _write_values(nc, var, aggregate.urls)
 
@@ -255,6 +267,76 @@ def _write_aggregation(
     _set_attrs(out, attrs, dtype, var.name)
     out.setncattr("aggregated_dimensions", " ".join(var.dims).encode())
     out.setncattr("aggregated_data", f"map: {map_name} uris: {uris_name} identifiers: {ids_name}".encode())
+
+
+UNIQUE_MAX_BYTES = 64 << 20
+"""Largest aggregated variable whose fragments are read to find out whether each holds one value."""
+
+
+def _fragment_constants(var: FragmentedVariable) -> np.ma.MaskedArray | None:
+    """Each fragment's one value (masked: wholly missing), or None when a fragment holds
+    several, the variable is packed or large, or a fragment is not a local file."""
+    import netCDF4
+
+    dtype = np.dtype(var.dtype)
+    if (
+        dtype.kind not in "iuf"
+        or any(k in var.attrs for k in PACKING)
+        or not var.dims
+        or dtype.itemsize * math.prod(var.shape) > UNIQUE_MAX_BYTES
+    ):
+        return None
+    fill = decode_fill_value(var.fill_value, dtype)
+    out = np.ma.masked_all(var.grid, dtype=dtype)
+    for index, url in np.ndenumerate(var.uris):
+        url = str(url)
+        if _SCHEME.match(url) and not url.startswith("file://"):
+            return None
+        with netCDF4.Dataset(url.removeprefix("file://")) as nc:
+            source = nc.variables[var.identifier(index)]
+            source.set_auto_maskandscale(False)
+            values = np.asarray(source[...]).reshape(-1)
+        if not values.size:
+            return None
+        first = values[0]
+        same = values == first if dtype.kind != "f" or not np.isnan(first) else np.isnan(values)
+        if not np.all(same):
+            return None
+        if fill is None or not (first == fill or (dtype.kind == "f" and np.isnan(first) and np.isnan(fill))):
+            out[index] = first  # a fragment all _FillValue stays masked: wholly missing
+    return out
+
+
+def _write_unique_values(
+    nc: Any, var: FragmentedVariable, names: _Names, constants: np.ma.MaskedArray
+) -> None:
+    """A scalar aggregation variable whose fragments are constants (``map`` + ``unique_values``)."""
+    dtype = _native(np.dtype(var.dtype), var.name)
+    fill = decode_fill_value(var.fill_value, np.dtype(var.dtype))
+    frag_dims = tuple(names.dim(f"f_{d}", n) for d, n in zip(var.dims, var.grid, strict=True))
+    width = max(var.grid)
+    table = np.ma.masked_all((len(var.dims), width), dtype="i8")
+    for r, row in enumerate(var.sizes):
+        table[r, : len(row)] = row
+    map_dims = (names.dim(f"map_j{len(var.dims)}", len(var.dims)), names.dim(f"map_i{width}", width))
+    map_name = names.new(f"fragment_map_{var.name}", "variable")
+    fmap = nc.createVariable(map_name, "i8", map_dims, fill_value=MAP_FILL)
+    fmap[...] = table
+    values_name = names.new(f"fragment_unique_values_{var.name}", "variable")
+    missing = dtype.type(fill) if fill is not None else _default_fill(dtype)
+    uniq = nc.createVariable(values_name, dtype, frag_dims, fill_value=missing)
+    uniq[...] = constants.astype(dtype)
+    out = nc.createVariable(var.name, dtype, (), fill_value=missing)
+    _set_attrs(out, dict(var.attrs), dtype, var.name)
+    out.setncattr("aggregated_dimensions", " ".join(var.dims).encode())
+    out.setncattr("aggregated_data", f"map: {map_name} unique_values: {values_name}".encode())
+
+
+def _default_fill(dtype: np.dtype) -> Any:
+    """netCDF's default fill value for ``dtype`` (a missing constant needs one)."""
+    import netCDF4
+
+    return dtype.type(netCDF4.default_fillvals[dtype.str[1:]])
 
 
 def _unpacked_dtype(var: FragmentedVariable, stored: np.dtype) -> np.dtype:

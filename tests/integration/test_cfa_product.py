@@ -232,6 +232,23 @@ def test_relative_uris_validate_from_the_product_directory(tmp_path: Path) -> No
     assert state["products"][-1]["cfa_uris"] == "relative"  # the catalog picks its reader by it
 
 
+def test_constant_fragments_validate_as_unique_values(tmp_path: Path) -> None:
+    """``cfa_unique_values: true``: a per-file constant (here a member number, missing in one
+    file) is written as ``unique_values`` and validates against the sources like the rest."""
+    paths = uneven_months(tmp_path / "archive")
+    for k, path in enumerate(paths):
+        with netCDF4.Dataset(path, "a") as nc:
+            member = nc.createVariable("member", "i4", ("time",), fill_value=-1)
+            member[:] = np.full(len(nc.dimensions["time"]), -1 if k == 1 else k + 10, dtype="i4")
+    product = {"kind": "cfa", "cfa_unique_values": True}
+    group, outcomes = run(group_file(tmp_path, tmp_path / "archive", product))
+    assert [o.status for o in outcomes] == ["done"] * 4, describe(outcomes)
+    assert api.report(group, "p1")["verdict"] == "pass"
+    with netCDF4.Dataset(api.status(group)[0]["product"]["path"]) as nc:
+        assert "unique_values:" in nc["member"].getncattr("aggregated_data")
+        assert "uris:" in nc["tas"].getncattr("aggregated_data")
+
+
 def test_validation_catches_fragments_out_of_place(tmp_path: Path) -> None:
     """Swapping the URIs of two months of equal length (April and June) keeps every extent
     right: validation must still see that the map puts them where their times are not."""

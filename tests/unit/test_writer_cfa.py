@@ -219,3 +219,60 @@ def test_same_aggregate_gives_the_same_bytes(tmp_path: Path) -> None:
     agg.dims = dict(reversed(agg.dims.items()))
     second = write(agg, tmp_path / "b" / "r1.nc")
     assert first.sha256 == second.sha256
+
+
+def _flagged_months(root: Path, flags: list[int | None], fill: int = -99) -> list[Path]:
+    """Months of 31, 28 and 31 days: ``tas`` varies, ``flag(time)`` holds one value per file
+    (``None``: all _FillValue)."""
+    rng = np.random.default_rng(3)
+    paths, start = [], 0
+    for k, (days, flag) in enumerate(zip((31, 28, 31), flags, strict=True)):
+        path = root / f"m{k}.nc"
+        with netCDF4.Dataset(path, "w") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("lat", 3)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units, t.calendar = "days since 2000-01-01", "standard"
+            t[:] = np.arange(start, start + days)
+            tas = nc.createVariable("tas", "f4", ("time", "lat"))
+            tas[:] = rng.normal(size=(days, 3)).astype("f4")
+            f = nc.createVariable("flag", "i4", ("time",), fill_value=fill)
+            f[:] = np.full(days, fill if flag is None else flag, dtype="i4")
+        paths.append(path)
+        start += days
+    return paths
+
+
+def test_constant_fragments_as_unique_values(tmp_path: Path) -> None:
+    """With ``unique_values``, a variable constant in every file is written as CF-1.13
+    ``unique_values`` (a wholly missing fragment masked), the others keep their URIs; our
+    reader gives the sources' values."""
+    import xarray as xr
+
+    paths = _flagged_months(tmp_path, [1, 7, None])
+    target = tmp_path / "r1.nc"
+    write(combine_files(paths, fragments=True), target, unique_values=True)
+    with netCDF4.Dataset(target) as nc:
+        flag_terms, tas_terms = features(nc["flag"]), features(nc["tas"])
+        assert set(flag_terms) == {"map", "unique_values"} and "uris" in tas_terms
+        uniq = nc[flag_terms["unique_values"]][:]
+        assert uniq.mask.tolist() == [False, False, True] and uniq[:2].tolist() == [1, 7]
+        assert nc[flag_terms["map"]][0, :].tolist() == [31, 28, 31]
+    with xr.open_dataset(target, engine="padocc_cfa") as ds, xr.open_mfdataset(paths) as ref:
+        assert np.array_equal(ds["flag"].values, ref["flag"].values, equal_nan=True)
+        assert np.array_equal(ds["tas"].values, ref["tas"].values)
+
+
+def test_unique_values_only_where_every_fragment_is_constant(tmp_path: Path) -> None:
+    paths = _flagged_months(tmp_path, [1, 7, 3])
+    with netCDF4.Dataset(paths[1], "a") as nc:
+        nc["flag"][5] = 8  # the second month is no longer constant
+    target = tmp_path / "r1.nc"
+    write(combine_files(paths, fragments=True), target, unique_values=True)
+    with netCDF4.Dataset(target) as nc:
+        assert "uris" in features(nc["flag"])
+    constant = tmp_path / "constant"
+    constant.mkdir()
+    write(combine_files(_flagged_months(constant, [1, 2, 3]), fragments=True), tmp_path / "r2.nc")
+    with netCDF4.Dataset(tmp_path / "r2.nc") as nc:
+        assert "uris" in features(nc["flag"])  # off by default: cfapyx cannot read unique_values

@@ -229,20 +229,8 @@ def _write_aggregation(
     frag_dims = tuple(names.dim(f"f_{d}", n) for d, n in zip(var.dims, var.grid, strict=True))
     if key not in shared:
         k = len(shared)
-        map_name = names.new(f"fragment_map_{k}", "variable")
+        map_name = _write_map(nc, var, names, f"fragment_map_{k}")
         uris_name = names.new(f"fragment_uris_{k}", "variable")
-        sizes = np.asarray([n for row in var.sizes for n in row], dtype=np.int64)
-        map_type = "i4" if sizes.size == 0 or sizes.max() <= np.iinfo(np.int32).max else "i8"
-        if var.dims:
-            width = max(var.grid)
-            table = np.ma.masked_all((len(var.dims), width), dtype=map_type)
-            for r, row in enumerate(var.sizes):
-                table[r, : len(row)] = row
-            map_dims = (names.dim(f"map_j{len(var.dims)}", len(var.dims)), names.dim(f"map_i{width}", width))
-        else:  # scalar aggregated data: the map is the scalar 1
-            table, map_dims = np.ma.masked_array(np.ones((), dtype=map_type)), ()
-        fmap = nc.createVariable(map_name, map_type, map_dims, fill_value=MAP_FILL)
-        fmap[...] = table
         furis = nc.createVariable(uris_name, str, frag_dims)
         furis[...] = uris
         shared[key] = (map_name, uris_name)
@@ -269,6 +257,25 @@ def _write_aggregation(
     out.setncattr("aggregated_data", f"map: {map_name} uris: {uris_name} identifiers: {ids_name}".encode())
 
 
+def _write_map(nc: Any, var: FragmentedVariable, names: _Names, name: str) -> str:
+    """CF-1.13's ``map`` of ``var`` under ``name``: one row of fragment sizes per aggregated
+    dimension, padded with missing values (the scalar 1 for scalar aggregated data)."""
+    name = names.new(name, "variable")
+    sizes = np.asarray([n for row in var.sizes for n in row], dtype=np.int64)
+    map_type = "i4" if sizes.size == 0 or sizes.max() <= np.iinfo(np.int32).max else "i8"
+    if var.dims:
+        width = max(var.grid)
+        table = np.ma.masked_all((len(var.dims), width), dtype=map_type)
+        for r, row in enumerate(var.sizes):
+            table[r, : len(row)] = row
+        map_dims = (names.dim(f"map_j{len(var.dims)}", len(var.dims)), names.dim(f"map_i{width}", width))
+    else:
+        table, map_dims = np.ma.masked_array(np.ones((), dtype=map_type)), ()
+    fmap = nc.createVariable(name, map_type, map_dims, fill_value=MAP_FILL)
+    fmap[...] = table
+    return name
+
+
 UNIQUE_MAX_BYTES = 64 << 20
 """Largest aggregated variable whose fragments are read to find out whether each holds one value."""
 
@@ -292,10 +299,13 @@ def _fragment_constants(var: FragmentedVariable) -> np.ma.MaskedArray | None:
         url = str(url)
         if _SCHEME.match(url) and not url.startswith("file://"):
             return None
-        with netCDF4.Dataset(url.removeprefix("file://")) as nc:
-            source = nc.variables[var.identifier(index)]
-            source.set_auto_maskandscale(False)
-            values = np.asarray(source[...]).reshape(-1)
+        try:
+            with netCDF4.Dataset(url.removeprefix("file://")) as nc:
+                source = nc.variables[var.identifier(index)]
+                source.set_auto_maskandscale(False)
+                values = np.asarray(source[...]).reshape(-1)
+        except (OSError, KeyError) as err:
+            raise ProductError(f"variable {var.name!r}: cannot read its fragment {url}: {err}") from err
         if not values.size:
             return None
         first = values[0]
@@ -314,14 +324,7 @@ def _write_unique_values(
     dtype = _native(np.dtype(var.dtype), var.name)
     fill = decode_fill_value(var.fill_value, np.dtype(var.dtype))
     frag_dims = tuple(names.dim(f"f_{d}", n) for d, n in zip(var.dims, var.grid, strict=True))
-    width = max(var.grid)
-    table = np.ma.masked_all((len(var.dims), width), dtype="i8")
-    for r, row in enumerate(var.sizes):
-        table[r, : len(row)] = row
-    map_dims = (names.dim(f"map_j{len(var.dims)}", len(var.dims)), names.dim(f"map_i{width}", width))
-    map_name = names.new(f"fragment_map_{var.name}", "variable")
-    fmap = nc.createVariable(map_name, "i8", map_dims, fill_value=MAP_FILL)
-    fmap[...] = table
+    map_name = _write_map(nc, var, names, f"fragment_map_{var.name}")
     values_name = names.new(f"fragment_unique_values_{var.name}", "variable")
     missing = dtype.type(fill) if fill is not None else _default_fill(dtype)
     uniq = nc.createVariable(values_name, dtype, frag_dims, fill_value=missing)

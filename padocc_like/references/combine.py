@@ -3,7 +3,10 @@
 The rules, each enforced with an error that names the files and variables:
 
 * every file holds the same variables with the same dtype, codecs, fill value
-  and packing attributes (``scale_factor``, ``add_offset``, ``missing_value``...);
+  and packing attributes (``scale_factor``, ``add_offset``, ``missing_value``...),
+  except that the valid ranges of a variable along a concatenation dimension may differ:
+  the product declares their hull when no file holds a value inside the hull but outside
+  its own range (:mod:`.ranges`, checked by reading the values);
 * files are placed along each concatenation dimension by their *decoded*
   coordinate values (cftime for time, whatever the calendar and even when
   the units differ between files), never by name or glob order;
@@ -43,6 +46,7 @@ from .model import (
     VariableScan,
     chunk_grid,
 )
+from .ranges import RANGE_ATTRS, declared_range, range_hull, unmasked_by_hull
 from .read import file_reader, read_raw, read_stored_chunks
 
 # Attributes that change how stored values decode; they must agree across files.
@@ -529,7 +533,9 @@ def combine(
     for name in first_sel:
         per_file = [selected[i][name] for i in order]
         var_concat = [d for d in concat if d in per_file[0].dims]
-        attrs, attr_notes = _merge_var_attrs(name, per_file, [scans[i].url for i in order], axes, bounds_of)
+        attrs, attr_notes = _merge_var_attrs(
+            name, per_file, [scans[i].url for i in order], axes, bounds_of, read_variable
+        )
         notes.extend(attr_notes)
         if not var_concat:
             variables[name] = _static_variable(
@@ -626,9 +632,12 @@ def _merge_var_attrs(
     urls: list[str],
     axes: dict[str, _Axis],
     bounds_of: dict[str, str],
+    read_variable: RawReader = read_variable_from_file,
 ) -> tuple[dict[str, Any], list[str]]:
     first = per_file[0]
     notes = []
+    # a variable along a concatenation dim may declare a valid range per file: merged below
+    per_file_ranges = any(d in axes for d in first.dims) and len(per_file) > 1
     time_recoded = (name in axes and axes[name].units is not None) or (
         name in bounds_of and axes[bounds_of[name]].units is not None
     )
@@ -653,7 +662,7 @@ def _merge_var_attrs(
         if not _same(var.fill_value, first.fill_value):
             raise AggregationError(f"{where} in _FillValue ({var.fill_value} vs {first.fill_value})")
         for key in PACKING_ATTRS:
-            if time_recoded and key == "units":
+            if (time_recoded and key == "units") or (per_file_ranges and key in RANGE_ATTRS):
                 continue
             a, b = var.attrs.get(key, _ABSENT), first.attrs.get(key, _ABSENT)
             if not (a is _ABSENT and b is _ABSENT) and (a is _ABSENT or b is _ABSENT or not _same(a, b)):
@@ -661,6 +670,18 @@ def _merge_var_attrs(
                     f"{where} in {key} ({_show(a)} vs {_show(b)}); one product cannot decode both"
                 )
     attrs = dict(first.attrs)
+    if per_file_ranges and differing:
+        hull = _merged_range(name, per_file, urls, read_variable)
+        if hull is not None:
+            for key in RANGE_ATTRS:
+                attrs.pop(key, None)
+            attrs.update(hull)
+            shown = ", ".join(f"{k} {_show(v)}" for k, v in hull.items())
+            notes.append(
+                f"variable {name!r}: the files declare different valid ranges; the product "
+                f"declares their hull ({shown}), which masks each file's values as its own does "
+                "(checked value by value)"
+            )
     if time_recoded:
         axis = axes[name] if name in axes else axes[bounds_of[name]]
         if "units" in attrs or name in axes:
@@ -675,6 +696,49 @@ def _merge_var_attrs(
             attrs.pop(k, None)
         notes.append(f"attribute {name}:{k} differs between files; the product keeps the first file's value")
     return attrs, notes
+
+
+def _merged_range(
+    name: str, per_file: list[VariableScan], urls: list[str], read_variable: RawReader
+) -> dict[str, Any] | None:
+    """The hull of the files' valid ranges (:mod:`.ranges`), or None if they all agree;
+    refused, naming the files, when the files declare them differently or a file holds a
+    value the hull would unmask."""
+    declared = [declared_range(v.attrs) for v in per_file]
+    if all(_same_attrs(d, declared[0]) for d in declared[1:]):
+        return None
+    k = next(k for k, d in enumerate(declared) if not _same_attrs(d, declared[0]))
+    where = f"variable {name!r}: {urls[k]} differs from {urls[0]}"
+    hull = range_hull(declared)
+    if hull is None:
+        key = next(
+            key
+            for key in RANGE_ATTRS
+            if not _same(declared[k].get(key, _ABSENT), declared[0].get(key, _ABSENT))
+        )
+        a, b = declared[k].get(key, _ABSENT), declared[0].get(key, _ABSENT)
+        raise AggregationError(
+            f"{where} in {key} ({_show(a)} vs {_show(b)}), and the files declare their valid "
+            "ranges with different attributes; one product cannot decode both"
+        )
+    for var, url, own in zip(per_file, urls, declared, strict=True):
+        if _same_attrs(own, hull):
+            continue
+        missing = [var.fill_value, *np.atleast_1d(var.attrs.get("missing_value", [])).tolist()]
+        count, example = unmasked_by_hull(read_variable(var, url), own, hull, missing)
+        if count:
+            key = next(iter(own))
+            raise AggregationError(
+                f"{where} in {key} ({_show(own[key])} vs {_show(declared[0][key])}); one product "
+                f"cannot decode both: {count} stored values of {url} (e.g. {example!r}) lie outside "
+                f"its own range but inside the files' hull ({_show(hull[key])}), so CF readers "
+                "would show values the file masks"
+            )
+    return hull
+
+
+def _same_attrs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
 
 
 def _show(v: Any) -> str:

@@ -46,7 +46,7 @@ from . import values
 from .compare import RAW_OPEN, decoded_open
 from .parallel import Workers, blocks_of, heap_reused
 from .report import Finding, Severity
-from .values import SourceInfo, is_dtype_note
+from .values import RANGE_ATTRS, SourceInfo, is_dtype_note
 
 log = logging.getLogger(__name__)
 
@@ -577,6 +577,13 @@ def check_attributes(
                         variable=name,
                     )
                 )
+        if any(k in src for k in RANGE_ATTRS):
+            handled = _check_range_hull(name, prod, sources)
+            if handled is not None:
+                findings.append(handled)
+                for key in RANGE_ATTRS:
+                    src.pop(key, None)
+                    prod.pop(key, None)
         varying = set()
         units = {str(s.var_units.get(name)) for s in sources}
         if len(units) > 1 and "units" in src:
@@ -584,6 +591,92 @@ def check_attributes(
         e = edits.variables.get(name)
         compare("variable", prod, src, varying, e.set if e else {}, e.remove if e else [], name)
     return findings
+
+
+def _declared(attrs: dict[str, Any]) -> dict[str, list[float]]:
+    """A variable's valid-range attributes, as lists of floats."""
+    return {
+        k: [float(x) for x in np.atleast_1d(np.asarray(attrs[k])).ravel()] for k in RANGE_ATTRS if k in attrs
+    }
+
+
+def _valid_interval(declared: dict[str, list[float]]) -> tuple[float, float]:
+    """The valid stored values as netCDF4-python masks them: ``valid_range``, overridden by
+    ``valid_min``/``valid_max``."""
+    lo, hi = -math.inf, math.inf
+    if len(declared.get("valid_range", [])) == 2:
+        lo, hi = declared["valid_range"]
+    lo = declared["valid_min"][0] if "valid_min" in declared else lo
+    hi = declared["valid_max"][0] if "valid_max" in declared else hi
+    return lo, hi
+
+
+def _check_range_hull(name: str, prod: dict[str, Any], sources: list[SourceInfo]) -> Finding | None:
+    """A variable whose valid range differs between the files: the product must declare the
+    smallest range holding all of theirs, declared with the same attributes, and no file may
+    hold a stored value inside it but outside its own range (every file's values are read
+    again: CF readers would show what the file masks). None when the files agree.
+
+    Written apart from the combiner's ``references.ranges``: the proof shares no code with
+    what it checks."""
+    declared = [_declared(s.var_ranges.get(name, {})) for s in sources]
+    if all(d == declared[0] for d in declared[1:]):
+        return None
+    keys = set(declared[0])
+    if any(set(d) != keys for d in declared):
+        reason = "the files declare their valid ranges with different attributes"
+    else:
+        hull = {
+            k: [min(d[k][0] for d in declared), max(d[k][-1] for d in declared)]
+            if k == "valid_range"
+            else [(min if k == "valid_min" else max)(d[k][0] for d in declared)]
+            for k in keys
+        }
+        if _declared(prod) != hull:
+            reason = f"the product should declare their hull {hull}, it declares {_declared(prod)}"
+        else:
+            import netCDF4
+
+            hull_lo, hull_hi = _valid_interval(hull)
+            for source, own in zip(sources, declared, strict=True):
+                lo, hi = _valid_interval(own)
+                if (lo, hi) == (hull_lo, hull_hi):
+                    continue
+                with netCDF4.Dataset(source.url) as nc:
+                    var = nc[name]
+                    var.set_auto_maskandscale(False)
+                    stored = np.asarray(var[...])
+                    missing = [
+                        var.getncattr(k) for k in ("_FillValue", "missing_value") if k in var.ncattrs()
+                    ]
+                if stored.dtype.kind not in "iuf":
+                    continue
+                with np.errstate(invalid="ignore"):
+                    shown = ((stored < lo) | (stored > hi)) & (stored >= hull_lo) & (stored <= hull_hi)
+                for m in missing:
+                    shown &= ~np.isin(stored, np.atleast_1d(m))
+                if shown.any():
+                    return Finding(
+                        "attributes",
+                        Severity.ERROR,
+                        f"the valid range differs between files, and the product's hull of them shows "
+                        f"{int(shown.sum())} stored values of {source.url} (e.g. {stored[shown].flat[0]!r}) "
+                        "that the file's own range masks",
+                        variable=name,
+                    )
+            return Finding(
+                "attributes",
+                Severity.ALLOWED,
+                "the valid range differs between files; the product declares their hull, which masks "
+                f"every file's stored values as its own range does (checked in {len(sources)} files)",
+                variable=name,
+            )
+    return Finding(
+        "attributes",
+        Severity.ERROR,
+        f"the valid range differs between files ({declared[0]} in {sources[0].url}); {reason}",
+        variable=name,
+    )
 
 
 def _check_conventions(product: Any, source: Any) -> Finding:

@@ -84,6 +84,11 @@ class SourceInfo:
     attrs: dict[str, Any]
     variables: list[str]
     var_units: dict[str, Any] = field(default_factory=dict)
+    var_ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The valid-range attributes each variable declares (variables declaring none left out)."""
+
+
+RANGE_ATTRS = ("valid_min", "valid_max", "valid_range")
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +148,10 @@ def read_source(
         coords = {d: np.asarray(lazy[d].values) for d in sizes if d in lazy and lazy[d].dims == (d,)}
         # decoded times carry their units in .encoding, not .attrs
         var_units = {v: x.encoding.get("units", x.attrs.get("units")) for v, x in lazy.items()}
-        info = SourceInfo(url, sizes, coords, dict(attrs), list(lazy), var_units)
+        var_ranges = {
+            n: r for n, v in variables.items() if (r := {k: v.attrs[k] for k in RANGE_ATTRS if k in v.attrs})
+        }
+        info = SourceInfo(url, sizes, coords, dict(attrs), list(lazy), var_units, var_ranges)
         return info, specs, meta
 
 

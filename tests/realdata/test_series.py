@@ -171,41 +171,25 @@ SERIES: list[Series] = [
         "esacci-soilmoisture-daily",
         "*.nc",
         4,
-        "scan",
-        "inconsistent-sources",
-        (
-            r"variable 't0'",
-            r"valid_range",
-            *_q(f"{CCI}-19781114000000-fv02.2.nc", f"{CCI}-19781115000000-fv02.2.nc"),
-        ),
-        why="t0 (observation time) has valid_range [day-0.5, day+0.5] per file; every valid t0 "
-        "of one day lies outside another day's range, so one product attribute would mask "
-        "them all in CF readers (netCDF4-python)",
-    ),
-    Series(
-        "esacci-soilmoisture-daily-drop-t0",
-        "esacci-soilmoisture-daily",
-        "*.nc",
-        4,
         "pass",
-        config={"variables": {"drop": ["t0"]}},
-        mfdataset={"drop_variables": ["t0"]},
-        why="without t0 the four days (and the 21-year gap) concatenate exactly; sm is "
+        why="t0 (observation time) has valid_range [day-0.5, day+0.5] per file, so no file's "
+        "range fits the others; the product declares their hull [3238.5, 10957.5] (as stored: "
+        "10957.4999999995343), which masks exactly what each file masks (the 17 t0 values of "
+        "2000-01-01 equal to 10957.5 lie outside both), proven by _hull_masks_as_each_file. sm is "
         "int16 packed with a float32 scale_factor and decodes equal",
     ),
     Series(
-        "esacci-soilmoisture-daily-drop-t0-cfa",
+        "esacci-soilmoisture-daily-cfa",
         "esacci-soilmoisture-daily",
         "*.nc",
         4,
         "pass",
-        config={"product": {"kind": "cfa"}, "variables": {"drop": ["t0"]}},
-        mfdataset={"drop_variables": ["t0"]},
-        why="the configured project as a CF aggregation (it shows the three readers on int16 "
-        "packed fragments, which esacci-soilmoisture-daily-cfa cannot while t0 is refused): sm is "
-        "aggregated unpacked (float32, valid_range [0, 1e-4] in its units, as CF readers take the "
-        "files' float [0, 1] on int16 data: in packed units, so cf-python masks what it masks in "
-        "the files)",
+        config={"product": {"kind": "cfa"}},
+        why="the same series as a CF aggregation (t0's valid range the same hull; CF-1.13 also "
+        "applies each fragment's own range, which masks the same values): sm is aggregated "
+        "unpacked (float32, valid_range [0, 1e-4] in its units, as CF readers take the files' "
+        "float [0, 1] on int16 data: in packed units, so cf-python masks what it masks in the "
+        "files)",
         readers=(CFAPYX_DROPS_FRAGMENT_MASKS,),
     ),
     # --- CESM-LE control: 18 century files ------------------------------------------------------
@@ -461,16 +445,6 @@ def _cfa(entry: Series, why: str, **changes: Any) -> Series:
 
 NOT_EVEN_CFA = "not even a CF aggregation of whole files can be exact: "
 CFA_OF: dict[str, dict[str, Any]] = {
-    "esacci-soilmoisture-daily": {
-        "why": "the same refusal as for Kerchunk, a limitation of ours rather than of CF-1.13: "
-        "CF-1.13 (2.8, fragment interpretation) converts every fragment's missing values, its own "
-        "valid_range included, to the aggregation variable's, so t0 aggregated with the union of "
-        "the abutting per-day ranges [3238.4999999995343, 10957.4999999995343] and each fragment "
-        "placed as stored would be exact (the 17 t0 values of 2000-01-01 equal to 10957.5 lie "
-        "outside it, as outside their file's own range). Our combine still asks every variable "
-        "for one valid_range across files, for cfa as for Kerchunk; "
-        "esacci-soilmoisture-daily-drop-t0-cfa shows that the rest of the series is exact",
-    },
     "cesm-multi-variables": {
         "why": NOT_EVEN_CFA + "SHF is held by three files (and NO2 by two) for the same 0500 "
         "months, and a fragment must be the only source of its part of the data; TEMP and SiO3 "
@@ -669,6 +643,16 @@ def _cf_python_values(fields: Any, ref: Any, raw: Any, product: str) -> None:
             continue
         expected = np.asarray(ref[name].values)
         got = np.ma.asarray(fld.data.array)
+        if expected.dtype.kind in "OM" and got.dtype.kind in "iuf":
+            # a data variable of times (esacci's t0): cf-python keeps the numbers of its units,
+            # so compare the stored numbers, masked where xarray decodes a fill value
+            stored = np.asarray(raw[name].values)
+            fills = [raw[name].attrs.get("_FillValue"), raw[name].encoding.get("_FillValue")]
+            missing = np.zeros(stored.shape, bool)
+            for fill in fills:
+                if fill is not None:
+                    missing |= stored == fill
+            expected = np.where(missing, np.nan, stored.astype("f8"))
         assert got.shape == expected.shape, ("cf-python", name, got.shape, expected.shape)
         if got.dtype.kind in "US" or expected.dtype.kind in "US":
             a = np.char.decode(got, "utf-8") if got.dtype.kind == "S" else got
@@ -742,7 +726,9 @@ def _crosscheck_cfa(
             fields = cf.read(target)
             with (
                 xr.open_mfdataset(sorted(files), **kw) as ref,
-                xr.open_mfdataset(sorted(files), **{**kw, "mask_and_scale": False}) as raw,
+                xr.open_mfdataset(
+                    sorted(files), **{**kw, "mask_and_scale": False, "decode_times": False}
+                ) as raw,
             ):
                 _cf_python_values(fields, ref, raw, target)
 
@@ -827,16 +813,35 @@ def _nc(path: Path) -> Any:
     return ds
 
 
-def _why_esacci(d: Path) -> None:
-    day1, day2 = (d / f"{CCI}-1978111{k}000000-fv02.2.nc" for k in (4, 5))
-    with _nc(day1) as a, _nc(day2) as b:
-        r1, r2 = np.asarray(a["t0"].valid_range), np.asarray(b["t0"].valid_range)
-        assert not np.array_equal(r1, r2)
-        t0 = np.asarray(b["t0"][:])
-        valid = t0[t0 != b["t0"]._FillValue]
-        assert valid.size and np.all((valid > r1[1]) | (valid < r1[0])), (
-            "day 2's observation times would all be masked by day 1's valid_range"
-        )
+@pytest.mark.realdata
+def test_esacci_t0_hull_masks_as_each_file(realdata: Path) -> None:
+    """The evidence for esacci-soilmoisture-daily: no file's t0 valid_range fits another's
+    values, and their hull masks exactly the stored values each file's own range masks."""
+    from padocc_like.references.ranges import bounds, declared_range, range_hull
+
+    files = sorted((realdata / "series" / "esacci-soilmoisture-daily").glob("*.nc"))
+    declared, stored = [], []
+    for f in files:
+        with _nc(f) as ds:
+            v = ds["t0"]
+            declared.append(declared_range({k: v.getncattr(k) for k in v.ncattrs()}))
+            t0 = np.asarray(v[:])
+            stored.append(t0[t0 != v._FillValue])
+    lo1, hi1 = bounds(declared[0])
+    day2 = stored[1]
+    assert day2.size and np.all((day2 > hi1) | (day2 < lo1)), "day 1's range would mask all of day 2"
+    hull = range_hull(declared)
+    assert hull is not None
+    hull_lo, hull_hi = bounds(hull)
+    assert (hull_lo, hull_hi) == (bounds(declared[0])[0], bounds(declared[-1])[1])
+    masked_somewhere = 0
+    for own, values in zip(declared, stored, strict=True):
+        lo, hi = bounds(own)
+        by_own = (values < lo) | (values > hi)
+        by_hull = (values < hull_lo) | (values > hull_hi)
+        assert np.array_equal(by_own, by_hull)
+        masked_somewhere += int(by_own.sum())
+    assert masked_somewhere == 17  # 10957.5 in 2000-01-01: outside its own range and the hull
 
 
 def _shf(path: Path) -> tuple[list[int], bool]:
@@ -948,7 +953,6 @@ def _why_mpi_cfa(model: str, var: str) -> Callable[[Path], None]:
 
 
 WHY: dict[str, Callable[[Path], None]] = {
-    "esacci-soilmoisture-daily": _why_esacci,
     "cesm-le-ctrl-SHF": _why_cesm_ctrl,
     "cesm-le-rcp85-SHF": _why_cesm_rcp85,
     "cesm-multi-variables": _why_cesm_multi,
@@ -959,7 +963,6 @@ WHY: dict[str, Callable[[Path], None]] = {
     "mpi-ge-hist0001-hamocc-cfa": _why_mpi_cfa("hamocc", "co2flux"),
     "mpi-ge-hist0001-mpiom-cfa": _why_mpi_cfa("mpiom", "sst"),
     "cmip5-HadGEM2-ES-tas-cfa": _why_hadgem,
-    "esacci-soilmoisture-daily-cfa": _why_esacci,  # the same refusal (see its entry's why)
 }
 FAILING = [s for s in SERIES if s.outcome != "pass"]
 

@@ -131,17 +131,23 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_dir(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_directory(built: Path, path: Path) -> None:
+    """Rename the finished directory ``built`` to ``path``, replacing a directory there (moved
+    aside first, then deleted), and flush the rename to disk."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(built, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(built, path)
+    _fsync_dir(path.parent)
 
 
 def remove_partials(directory: Path) -> list[Path]:

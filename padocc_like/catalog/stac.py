@@ -42,12 +42,16 @@ PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 XARRAY_ASSETS = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
 ITEM_EXTENSIONS = (DATACUBE, FILE, PROCESSING, XARRAY_ASSETS)
 """The extensions every Item declares (exact schema URLs, research note section 3.2)."""
+ZARR_EXTENSION = "https://stac-extensions.github.io/zarr/v1.1.0/schema.json"
+"""Declared by Items with a Zarr store asset (``zarr:consolidated``, ``zarr:zarr_format``)."""
 
 GLOBAL_BBOX = (-180.0, -90.0, 180.0, 90.0)
 DEFAULT_COLLECTION_HREF = "../collection.json"
 PREFIX = "padocc_like"
 
 KERCHUNK_ASSET = "reference_file"
+ZARR_ASSET = "zstore"
+ZARR_MEDIA = "application/vnd+zarr"
 CFA_ASSET = "reference_file_2"
 CFA_MEDIA = "application/netcdf"
 REPORT_ASSET = "validation_report"
@@ -515,6 +519,8 @@ def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str
     kind = str(product.get("kind", "kerchunk"))
     if kind == "cfa":
         return _cfa_asset(product, href)
+    if kind == "zarr":
+        return _zarr_asset(product, href)
     if kind != "kerchunk":
         raise CatalogError(f"STAC assets for product kind {kind!r} are not supported yet")
     layout = str(product.get("layout", "json"))
@@ -530,7 +536,24 @@ def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str
     return KERCHUNK_ASSET, {**fields, "open_zarr_kwargs": {}}
 
 
+def _zarr_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
+    """A Zarr store, under DataPoint's ``zstore`` key: it detects Zarr by the exact media type
+    ``application/vnd+zarr`` and needs consolidated (v2) metadata (research note 2.2)."""
+    zarr_format = 3 if str(product.get("layout")) == "zarr3" else 2
+    consolidated = zarr_format == 2
+    open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated, "chunks": {}}
+    title = f"Zarr v{zarr_format} store, revision {product.get('revision')}"
+    fields = _asset(product, href, ZARR_MEDIA, title, ["data", "zarr"], "zarr", open_kwargs)
+    fields.update({"zarr:consolidated": consolidated, "zarr:zarr_format": zarr_format})
+    # a store is a directory: the file extension's checksum is of one file, so it is left out
+    # (the record's sha256 digests every file of the store, see _io.sha256_tree)
+    fields.pop("file:checksum", None)
+    return ZARR_ASSET, {**fields, "open_zarr_kwargs": {"consolidated": consolidated}}
+
+
 def _lineage_what(product: Mapping[str, Any]) -> str:
+    if str(product.get("kind")) == "zarr":
+        return "a Zarr store copied from"
     if str(product.get("kind")) == "cfa":
         return "a CF-1.13 aggregation (CFA-netCDF) of"
     return f"Kerchunk references ({product.get('layout', 'json')}) to"
@@ -653,7 +676,8 @@ def build_item(
         start_datetime=start_dt,
         end_datetime=end_dt,
         properties=props,
-        stac_extensions=list(ITEM_EXTENSIONS),
+        stac_extensions=list(ITEM_EXTENSIONS)
+        + ([ZARR_EXTENSION] if any(a[0] == ZARR_ASSET for a in assets) else []),
         collection=collection_id,
     )
     json_type = "application/json"

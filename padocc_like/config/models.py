@@ -77,6 +77,31 @@ class Variables(_Model):
     drop: list[str] = Field(default_factory=list)
 
 
+class ZarrOptions(_Model):
+    """How a ``zarr`` product is written: a real Zarr store copied from the sources."""
+
+    format: Literal[2, 3] = 2
+    """Zarr format: 2 with consolidated metadata (``.zmetadata``, what today's consumers such
+    as DataPoint read), or 3."""
+    codec: Literal["zstd", "blosc", "zlib", "none"] = "zstd"
+    """Compressor of every array."""
+    level: int | None = Field(None, ge=0, le=22)
+    """Compression level (the codec's default when unset)."""
+    pattern: Literal["maps", "timeseries", "balanced"] = "maps"
+    """How people read the data, which decides the chunk layout: ``maps`` (whole horizontal
+    planes, a few time steps), ``timeseries`` (the whole time axis for a small tile) or
+    ``balanced``."""
+    target_chunk_mb: float = Field(8.0, gt=0)
+    """Target size of one uncompressed chunk."""
+    chunks: dict[str, int] | None = None
+    """Explicit chunk sizes by dimension name (``-1``: the whole dimension); dimensions left
+    out are chosen by ``pattern``."""
+    memory_limit_mb: float = Field(256.0, gt=0)
+    """Most array data held at once while copying (the process's fixed overhead comes on
+    top): a time-series layout is copied through an intermediate store when whole output
+    chunks and the source chunks they need do not fit."""
+
+
 class ProductOptions(_Model):
     """The product to compute and its options."""
 
@@ -94,6 +119,8 @@ class ProductOptions(_Model):
     directory, not the aggregation file). ``relative``: paths relative to the product's
     directory, as CF-1.13 resolves them, for an archive moved together with its products
     (read correctly by this package's ``padocc_cfa`` xarray engine)."""
+    zarr: ZarrOptions = Field(default_factory=ZarrOptions)
+    """Options of a ``zarr`` product."""
     cfa_unique_values: bool = False
     """In a ``cfa`` product, write an aggregated variable whose every fragment holds one
     value (a per-file flag, mask or member number) as CF-1.13 ``unique_values`` instead of

@@ -42,6 +42,7 @@ from .models import (
     Sources,
     ValidationOptions,
     Variables,
+    ZarrOptions,
 )
 
 __all__ = ["FIELD_NOTES", "MODELS", "field_description", "main", "render_reference", "undocumented_fields"]
@@ -55,6 +56,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Attributes,
     AttributeEdits,
     ProductOptions,
+    ZarrOptions,
     ScanOptions,
     ValidationOptions,
     DiscoverConfig,
@@ -128,11 +130,10 @@ FIELD_NOTES: dict[str, str] = {
         "`.parq`). `cfa`: one CF-1.13 aggregation file (`products/cfa/r<N>.nc`, netCDF-4) whose "
         "fragments are the whole source files, so files of uneven length or with differing "
         "chunking and codecs are fine; scan recommends it (`recommended_kind: cfa` in "
-        "`scan.json`) when they are all that stops a Kerchunk product. `zarr` is accepted "
-        "here, but compute then fails with "
-        "`unknown-plugin` unless a writer for the kind is installed (entry-point group "
-        "`padocc_like.writers`). Scan estimates Kerchunk references for every kind but `cfa`, "
-        "for which it counts fragments. "
+        "`scan.json`) when they are all that stops a Kerchunk product. `zarr`: a real Zarr "
+        "store copied from the sources (`products/zarr/r<N>.zarr`), rechunked for how it is "
+        "read (see `zarr`). Scan estimates Kerchunk references for `kerchunk`, counts fragments "
+        "for `cfa` and output chunks (with each variable's chunk shape) for `zarr`. "
         "A list asks for several products of the project at once (`kind: [kerchunk, cfa]`): "
         "its kinds must be distinct and each must have an installed writer (checked when the "
         "file loads); scan combines the files once per combine mode the kinds need and fails "

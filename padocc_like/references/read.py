@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +67,55 @@ def read_aggregated(var: AggVariable, urls: Sequence[str]) -> np.ndarray:
         return _assemble(var, fetch)
 
 
+def read_aggregated_region(
+    var: AggVariable, region: tuple[slice, ...], read_from: Callable[[int], Callable[[int, int], bytes]]
+) -> np.ndarray:
+    """The stored values of ``region`` (slices with unit steps) of an aggregate variable,
+    reading only the chunks that overlap it. ``read_from(url_index)`` gives the
+    ``read_range`` of one of the aggregate's files (the caller keeps files open)."""
+    dtype = np.dtype(var.dtype)
+    bounds = [sl.indices(n)[:2] for sl, n in zip(region, var.shape, strict=True)]
+    fill = decode_fill_value(var.fill_value, dtype)
+    out = np.full(tuple(hi - lo for lo, hi in bounds), 0 if fill is None else fill, dtype=dtype)
+    if out.size == 0:
+        return out
+    grid = chunk_grid(var.shape, var.chunks)
+    if not grid:  # a scalar: one chunk
+        ranges: list[range] = []
+    else:
+        ranges = [range(lo // c, (hi - 1) // c + 1) for (lo, hi), c in zip(bounds, var.chunks, strict=True)]
+    for idx in itertools.product(*ranges):
+        flat = int(np.ravel_multi_index(idx, grid)) if grid else 0
+        if flat in var.inline:
+            raw: bytes | None = var.inline[flat]
+        else:
+            u = int(var.url_index[flat])
+            raw = (
+                None
+                if u < 0 or var.offsets[flat] == MISSING
+                else read_from(u)(int(var.offsets[flat]), int(var.lengths[flat]))
+            )
+        if raw is None:
+            continue
+        chunk = _decoded(var, flat, raw, dtype)
+        src, dst = [], []
+        for i, c, (lo, hi) in zip(idx, var.chunks, bounds, strict=True):
+            a, b = max(lo, i * c), min(hi, (i + 1) * c)
+            src.append(slice(a - i * c, b - i * c))
+            dst.append(slice(a - lo, b - lo))
+        out[tuple(dst)] = chunk[tuple(src)]
+    return out
+
+
+def _decoded(var: VariableScan | AggVariable, flat: int, raw: bytes, dtype: np.dtype) -> np.ndarray:
+    """One chunk's values, shaped like a chunk."""
+    try:
+        chunk = np.frombuffer(decode_chunk(raw, var.filters), dtype=dtype)
+        return chunk.reshape(var.chunks) if var.chunks else chunk.reshape(())
+    except Exception as err:
+        raise ScanError(f"variable {var.name!r}: chunk {flat} cannot be decoded: {err}") from err
+
+
 def _assemble(var: VariableScan | AggVariable, fetch: Callable[[int], bytes | None]) -> np.ndarray:
     """A variable's values from its chunks: ``fetch(flat)`` gives a chunk's stored bytes, or
     None for a chunk that is not stored (read as the fill value)."""
@@ -80,11 +130,7 @@ def _assemble(var: VariableScan | AggVariable, fetch: Callable[[int], bytes | No
         raw = fetch(flat)
         if raw is None:
             continue
-        try:
-            chunk = np.frombuffer(decode_chunk(raw, var.filters), dtype=dtype)
-            chunk = chunk.reshape(var.chunks) if var.chunks else chunk.reshape(())
-        except Exception as err:
-            raise ScanError(f"variable {var.name!r}: chunk {flat} cannot be decoded: {err}") from err
+        chunk = _decoded(var, flat, raw, dtype)
         idx = np.unravel_index(flat, grid) if grid else ()
         sel = tuple(
             slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, var.chunks, var.shape, strict=True)

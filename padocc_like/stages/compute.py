@@ -110,6 +110,11 @@ def write_product(
     }
     if kind is ProductKind.CFA:
         entry["cfa_uris"] = project.product.cfa_uris  # how fragments are named: readers differ
+    if kind is ProductKind.ZARR:
+        from ..writers.zarr import chunk_layouts
+
+        # the chunk layout chosen for each variable, and why
+        entry["chunk_layout"] = chunk_layouts(aggregate, project.product.zarr)
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     log.info("wrote %s (%d refs, %d bytes)", target, record.n_refs, record.size)
     return entry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from typing import Any
 
@@ -37,7 +38,8 @@ def combine_options(project: ResolvedProject, kind: ProductKind | None = None) -
         keep_variables=tuple(project.variables.keep) if project.variables.keep is not None else None,
         drop_variables=tuple(project.variables.drop),
         materialize_limit=int(project.materialize_limit_mb * (1 << 20)),
-        fragments=kind is ProductKind.CFA,
+        # a cfa product holds whole files; a zarr store is copied from the files' regions
+        fragments=kind in (ProductKind.CFA, ProductKind.ZARR),
     )
 
 
@@ -196,6 +198,24 @@ def estimate_kind(
 ) -> dict[str, Any]:
     """Scan's estimates of ``kind``'s product for the whole project (from the scanned files)."""
     scale = n_entries / len(scans)
+    if kind is ProductKind.ZARR:
+        if agg is None:
+            return {"n_refs": 0, "layout": f"zarr{project.product.zarr.format}"}
+        from ..writers.zarr import chunk_layouts
+
+        layouts = chunk_layouts(agg, project.product.zarr)
+        n_chunks = sum(
+            math.prod(-(-n // c) for n, c in zip(agg.variables[v].shape, lay["chunks"], strict=True))
+            for v, lay in layouts.items()
+        )
+        return {
+            "n_refs": n_chunks,
+            "layout": f"zarr{project.product.zarr.format}",
+            "chunks": {v: lay["chunks"] for v, lay in layouts.items()},
+            "uncompressed_bytes": sum(
+                math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in agg.variables.values()
+            ),
+        }
     if kind is ProductKind.CFA:
         # one fragment per file and fragmented variable; the file holds the rest itself
         n_refs = agg.n_fragments() if agg is not None else 0
@@ -270,7 +290,9 @@ def scan_stage(
             fragments = combine_options(project, kind).fragments
             save_aggregate(paths.file_cache, aggregate_key(state, fragments), agg, aggregate_name(fragments))
     atomic_write_json(paths.scan, report)
-    fatal = {k: e for k, e in problems.items() if k in (ProductKind.KERCHUNK, ProductKind.CFA)}
+    fatal = {
+        k: e for k, e in problems.items() if k in (ProductKind.KERCHUNK, ProductKind.CFA, ProductKind.ZARR)
+    }
     if fatal:  # other kinds fail in compute, for want of a writer
         raise kind_failure(kinds, fatal)
     what = f"{len(chosen)}/{len(entries)} files" + (" (sample)" if sampled else "")

@@ -99,6 +99,10 @@ def product_urls(path: str, layout: str) -> set[str]:
     resolved as CF-1.13 says)."""
     if layout == CFA_LAYOUT:
         return fragment_urls(read_aggregations(path))
+    if layout in ("zarr2", "zarr3"):
+        # a store copied from the sources: the writer lists them beside its metadata
+        with open(Path(path) / ".padocc-sources.json") as f:
+            return set(json.load(f)["sources"])
     if layout == "json":
         with open(path) as f:
             refs = json.load(f)["refs"]

@@ -20,6 +20,7 @@ returns None.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -178,3 +179,82 @@ def direct_array(variable: Any, files: OpenFiles) -> DirectArray | None:
     if refs is None or not hasattr(refs, "_cat_common") or not hasattr(refs, "references"):
         return None
     return DirectArray(array, refs, files)
+
+
+STORE_CACHE_BYTES = 256 << 20
+"""Decoded chunks of a Zarr-store product kept per process (see :class:`CachedStoreArray`)."""
+
+
+class ChunkCache:
+    """Decoded chunks, least recently used first out, at most ``max_bytes`` in all."""
+
+    def __init__(self, max_bytes: int = STORE_CACHE_BYTES) -> None:
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self._chunks: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[Any, ...], load: Any) -> np.ndarray:
+        chunk = self._chunks.get(key)
+        if chunk is not None:
+            self._chunks.move_to_end(key)
+            return chunk
+        chunk = np.asarray(load())
+        if chunk.nbytes <= self.max_bytes:
+            chunk.setflags(write=False)
+            self._chunks[key] = chunk
+            self._bytes += chunk.nbytes
+            while self._bytes > self.max_bytes:
+                self._bytes -= self._chunks.popitem(last=False)[1].nbytes
+        return chunk
+
+
+class CachedStoreArray:
+    """An array of a real Zarr store (a ``zarr`` product), read whole chunk by whole chunk
+    through zarr itself (``Array.get_block_selection``) with decoded chunks cached.
+
+    Validation reads the product one source file's slab at a time. A store rechunked for
+    time series holds a point's whole time axis in one chunk, so every file's slab needs
+    every chunk: without the cache each would be decoded once per file."""
+
+    def __init__(self, array: Any, name: str, cache: ChunkCache) -> None:
+        self.array = array
+        self.name = name
+        self.cache = cache
+        self.shape = tuple(int(n) for n in array.shape)
+        self.chunks = tuple(int(n) for n in array.chunks)
+        self.dtype = np.dtype(array.dtype)
+        self.out_dtype = self.dtype
+
+    def read(self, key: Sequence[slice]) -> np.ndarray:
+        bounds = [s.indices(n)[:2] for s, n in zip(key, self.shape, strict=True)]
+        out = np.empty(tuple(max(0, b - a) for a, b in bounds), dtype=self.dtype)
+        if 0 in out.shape:
+            return out
+        ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)]
+        for chunk_coords in itertools.product(*ranges):
+            chunk = self.cache.get(
+                (self.name, chunk_coords), lambda c=chunk_coords: self.array.get_block_selection(c)
+            )
+            dst, src = [], []
+            for (a, b), c, k in zip(bounds, self.chunks, chunk_coords, strict=True):
+                lo, hi = max(a, k * c), min(b, (k + 1) * c)
+                dst.append(slice(lo - a, hi - a))
+                src.append(slice(lo - k * c, hi - k * c))
+            out[tuple(dst)] = chunk[tuple(src)]
+        return out if out.dtype == self.out_dtype else out.astype(self.out_dtype)
+
+
+def cached_store_array(variable: Any, name: str, cache: ChunkCache) -> CachedStoreArray | None:
+    """A :class:`CachedStoreArray` for an xarray variable of a real Zarr store (not a
+    reference product), or None."""
+    array = _zarr_array(variable)
+    if array is None or len(array.shape) == 0 or np.dtype(array.dtype).kind not in "biufc":
+        return None
+    store = array.store_path.store
+    if getattr(store, "fs", None) is not None and hasattr(getattr(store, "fs", None), "references"):
+        return None
+    if type(store).__name__ not in ("LocalStore", "ZipStore", "FsspecStore", "ObjectStore", "MemoryStore"):
+        return None
+    return CachedStoreArray(array, name, cache)

@@ -47,7 +47,7 @@ from .compare import (
     masks_alike,
     time_coder,
 )
-from .direct import DirectArray, NotLocalError, direct_array
+from .direct import CachedStoreArray, ChunkCache, DirectArray, NotLocalError, cached_store_array, direct_array
 from .direct import OpenFiles as DirectFiles
 from .report import Finding, Severity
 
@@ -207,7 +207,8 @@ class ProductSide:
             self.specs, self.spec_error = {}, err
         self._loop: asyncio.AbstractEventLoop | None = None
         self._files = DirectFiles()
-        self._direct: dict[str, DirectArray | None] = {}
+        self._chunk_cache = ChunkCache()
+        self._direct: dict[str, DirectArray | CachedStoreArray | None] = {}
         self._checked: set[str] = set()
         self._raw: dict[str, np.ndarray] = {}
         self._decoded: dict[str, np.ndarray] = {}
@@ -245,7 +246,10 @@ class ProductSide:
         """``name[key]``: through :mod:`.direct` where it applies and agrees with zarr
         (checked on the first slab of each variable), otherwise through zarr."""
         if name not in self._direct:
-            self._direct[name] = direct_array(self.ds.variables[name], self._files)
+            variable = self.ds.variables[name]
+            self._direct[name] = direct_array(variable, self._files) or cached_store_array(
+                variable, name, self._chunk_cache
+            )
             self._checked.discard(name)
         direct = self._direct[name]
         if direct is None or not all(isinstance(k, slice) and k.step in (None, 1) for k in key):

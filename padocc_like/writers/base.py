@@ -73,6 +73,7 @@ class Writer(Protocol):
 _BUILTIN = {
     ProductKind.KERCHUNK: "padocc_like.writers.kerchunk:KerchunkWriter",
     ProductKind.CFA: "padocc_like.writers.cfa:CFAWriter",
+    ProductKind.ZARR: "padocc_like.writers.zarr:ZarrWriter",
 }
 
 

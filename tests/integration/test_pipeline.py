@@ -167,11 +167,19 @@ def test_config_edit_after_init_is_noticed(tmp_path, archive, write_group):
     assert ds.attrs["title"] == "Edited"
 
 
-def test_unknown_product_kind_fails_clearly(tmp_path, archive, write_group):
+def test_unknown_product_kind_fails_clearly(tmp_path, archive, write_group, monkeypatch):
+    """A kind whose writer is not installed (here: zarr's, removed) fails compute, naming it."""
+    from padocc_like.writers import base
+
+    monkeypatch.setattr(base, "_BUILTIN", {k: v for k, v in base._BUILTIN.items() if k != "zarr"})
+    base.available_writers.cache_clear()
     archive(n_files=2)
     path = write_group(group_yaml(tmp_path, project_extra="    product: {kind: zarr}\n"))
     g = api.open_group(path)
-    outs = api.run(g, ["init", "scan", "compute"])
+    try:
+        outs = api.run(g, ["init", "scan", "compute"])
+    finally:
+        base.available_writers.cache_clear()
     compute = outs[-1]
     assert compute.status == "failed" and compute.error_kind == "unknown-plugin"
     assert "no writer for product kind 'zarr'" in compute.message

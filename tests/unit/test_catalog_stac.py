@@ -336,7 +336,7 @@ def test_bad_inputs_are_catalog_errors() -> None:
     with pytest.raises(CatalogError, match="item id"):
         make_item(s, project_id="a/b")
     with pytest.raises(CatalogError, match="not supported"):
-        make_item(s, product=product(kind="zarr"))
+        make_item(s, product=product(kind="icechunk"))
 
 
 def test_collection_covers_its_items(schemas: Path, no_network: None) -> None:

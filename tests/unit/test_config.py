@@ -182,7 +182,6 @@ def test_product_kind_single_or_list(write_group):
     [
         ("[kerchunk, cfa, kerchunk]", "product kind 'kerchunk' is listed twice"),
         ("[]", "the list of product kinds is empty"),
-        ("[kerchunk, zarr]", "no writer for product kind 'zarr'"),
         ("[kerchunk, netcdf]", "projects[0].product.kind"),
         ("netcdf", "projects[0].product.kind"),
     ],

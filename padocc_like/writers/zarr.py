@@ -1,0 +1,478 @@
+"""Zarr products: a real store copied from the sources, rechunked for how it is read.
+
+One store per revision, ``r<N>.zarr``: Zarr v2 with consolidated metadata (``.zmetadata``)
+by default, or Zarr v3. Every variable keeps its stored type, fill value and CF attributes
+(``scale_factor``, ``units``, ``calendar``...), so the store decodes to the sources' values;
+only the chunking and the compressor change. The chunk layout comes from the configured
+access pattern (:func:`padocc_like.zarrstore.layout.choose_chunks`) and is recorded, with
+its reasoning, in the product record.
+
+Values are copied one output chunk at a time: variables along the concatenation dims are
+read from the source files' regions (netCDF4-python, no masking or scaling), the others
+from the aggregate's chunk tables. Memory holds one output chunk plus a few open files.
+The store is built under a temporary name and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import shutil
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._io import atomic_write_json, replace_directory, sha256_tree, utc_now
+from ..errors import ProductError
+from ..references.model import Aggregate, AggVariable, FragmentedVariable, decode_fill_value
+from ..references.read import read_aggregated_region
+from ..types import ProductKind
+from ..zarrstore.copy import JsonDoneRecord, execute_copy, plan_copy
+from .base import ProductRecord
+
+MEDIA_TYPE = "application/vnd+zarr"
+SOURCES_FILE = ".padocc-sources.json"
+"""The store's provenance: the source URLs it was copied from (zarr ignores the file)."""
+MAX_OPEN_FILES = 16
+
+
+@dataclass(frozen=True)
+class ZarrSettings:
+    """How a store is written (the ``zarr`` section of the product options)."""
+
+    format: int = 2
+    codec: str = "zstd"
+    level: int | None = None
+    pattern: str = "maps"
+    target_chunk_mb: float = 8.0
+    chunks: dict[str, int] | None = None
+    memory_limit_mb: float = 256.0
+
+
+class ZarrWriter:
+    """Writes Zarr stores (``r<N>.zarr``)."""
+
+    kind: ClassVar[ProductKind] = ProductKind.ZARR
+
+    def __init__(self, settings: ZarrSettings | None = None) -> None:
+        self.options = settings or ZarrSettings()
+
+    @classmethod
+    def from_options(cls, options: Any) -> ZarrWriter:
+        """From ``ProductOptions`` (its ``zarr`` section)."""
+        z = options.zarr
+        return cls(
+            ZarrSettings(
+                format=int(z.format),
+                codec=z.codec,
+                level=z.level,
+                pattern=z.pattern,
+                target_chunk_mb=z.target_chunk_mb,
+                chunks=dict(z.chunks) if z.chunks else None,
+                memory_limit_mb=z.memory_limit_mb,
+            )
+        )
+
+    def layout_for(self, aggregate: Aggregate) -> str:
+        return f"zarr{self.options.format}"
+
+    @staticmethod
+    def target_name(revision: int, layout: str) -> str:
+        return f"r{revision}.zarr"
+
+    def write(self, aggregate: Aggregate, target: Path, *, layout: str, revision: int) -> ProductRecord:
+        if layout not in ("zarr2", "zarr3"):
+            raise ProductError(f"unknown zarr layout {layout!r} (expected zarr2 or zarr3)")
+        n_chunks = write_store(aggregate, target, self.options)
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        return ProductRecord(
+            kind=str(self.kind),
+            revision=revision,
+            path=str(target),
+            layout=layout,
+            size=size,
+            sha256=sha256_tree(target),
+            n_refs=n_chunks,
+            created=utc_now(),
+            media_type=MEDIA_TYPE,
+        )
+
+    def open_dataset(self, record: ProductRecord, **kwargs: Any) -> Any:
+        """Open with ``xarray.open_dataset(engine="zarr")``, as users do."""
+        import xarray as xr
+
+        consolidated = record.layout == "zarr2"
+        return xr.open_dataset(record.path, engine="zarr", consolidated=consolidated, **kwargs)
+
+
+def chunk_layouts(aggregate: Aggregate, options: Any) -> dict[str, dict[str, Any]]:
+    """Each variable's chunk choice (``ChunkChoice.to_dict()``), as written and recorded."""
+    from ..zarrstore.layout import choose_chunks
+
+    time_dim = aggregate.concat_dims[0] if aggregate.concat_dims else None
+    out = {}
+    for name in sorted(aggregate.variables):
+        var = aggregate.variables[name]
+        configured = {d: n for d, n in (options.chunks or {}).items() if d in var.dims} or None
+        choice = choose_chunks(
+            var.shape,
+            var.dims,
+            np.dtype(var.dtype).itemsize,
+            pattern=options.pattern,
+            target_bytes=int(options.target_chunk_mb * (1 << 20)),
+            time_dim=time_dim,
+            configured=configured,
+        )
+        out[name] = choice.to_dict()
+    return out
+
+
+def _compressor(options: Any, zarr_format: int) -> Any:
+    if options.codec == "none":
+        return None
+    if zarr_format == 2:
+        import numcodecs
+
+        if options.codec == "zstd":
+            return numcodecs.Zstd(level=options.level if options.level is not None else 3)
+        if options.codec == "zlib":
+            return numcodecs.Zlib(level=options.level if options.level is not None else 4)
+        return numcodecs.Blosc(cname="zstd", clevel=options.level if options.level is not None else 5)
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    if options.codec == "zstd":
+        return ZstdCodec(level=options.level if options.level is not None else 3)
+    if options.codec == "zlib":
+        return GzipCodec(level=options.level if options.level is not None else 4)
+    return BloscCodec(cname="zstd", clevel=options.level if options.level is not None else 5)
+
+
+class _Files:
+    """Source files open for region reads (netCDF4-python, raw values), a bounded few."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[str, Any] = OrderedDict()
+
+    def variable(self, url: str, name: str) -> Any:
+        import netCDF4
+
+        ds = self._open.get(url)
+        if ds is None:
+            path = url.removeprefix("file://")
+            try:
+                ds = netCDF4.Dataset(path)
+            except OSError as err:
+                raise ProductError(f"{url}: cannot open the source to copy {name!r}: {err}") from err
+            ds.set_auto_maskandscale(False)
+            ds.set_auto_chartostring(False)
+            self._open[url] = ds
+            while len(self._open) > MAX_OPEN_FILES:
+                self._open.popitem(last=False)[1].close()
+        else:
+            self._open.move_to_end(url)
+        if name not in ds.variables:
+            raise ProductError(f"{url}: has no variable {name!r} to copy")
+        return ds.variables[name]
+
+    def close(self) -> None:
+        for ds in self._open.values():
+            ds.close()
+        self._open.clear()
+
+
+class _Ranges:
+    """``read_range`` callables over the aggregate's files, a bounded few kept open."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self._fds: OrderedDict[int, int] = OrderedDict()
+
+    def read_from(self, u: int) -> Any:
+        def read_range(offset: int, length: int) -> bytes:
+            fd = self._fds.get(u)
+            if fd is None:
+                fd = os.open(self.urls[u].removeprefix("file://"), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                self._fds[u] = fd
+                while len(self._fds) > MAX_OPEN_FILES:
+                    os.close(self._fds.popitem(last=False)[1])
+            data = os.pread(fd, length, offset)
+            if len(data) != length:
+                raise ProductError(
+                    f"{self.urls[u]}: expected {length} bytes at offset {offset}, file is shorter"
+                )
+            return data
+
+        return read_range
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _fragment_region(var: FragmentedVariable, region: tuple[slice, ...], files: _Files) -> np.ndarray:
+    """The stored values of ``region`` of a fragmented variable, read from its files."""
+    dtype = np.dtype(var.dtype)
+    fill = decode_fill_value(var.fill_value, dtype)
+    shape = tuple(sl.stop - sl.start for sl in region)
+    out = np.full(shape, 0 if fill is None else fill, dtype=dtype)
+    starts = [np.concatenate([[0], np.cumsum(row)]) for row in var.sizes]
+    per_dim = []
+    for sl, edges in zip(region, starts, strict=True):
+        first = int(np.searchsorted(edges, sl.start, side="right")) - 1
+        last = int(np.searchsorted(edges, sl.stop, side="left"))
+        per_dim.append(range(first, last))
+    for idx in itertools.product(*per_dim):
+        src, dst = [], []
+        for sl, edges, i in zip(region, starts, idx, strict=True):
+            a, b = max(sl.start, int(edges[i])), min(sl.stop, int(edges[i + 1]))
+            src.append(slice(a - int(edges[i]), b - int(edges[i])))
+            dst.append(slice(a - sl.start, b - sl.start))
+        source = files.variable(str(var.uris[idx]), var.identifier(idx))
+        data = np.asarray(source[tuple(src)] if source.ndim else source[...])
+        out[tuple(dst)] = data.astype(dtype, copy=False)
+    return out
+
+
+INPROGRESS = ".inprogress"
+"""Suffix of a store being written (``.r<N>.zarr.inprogress``): kept across interruptions so
+that a rerun resumes it; compute's clean-up of ``.partial`` leftovers leaves it alone."""
+JOB_FILE = "job.json"
+PROGRESS_FILE = "progress.json"
+
+
+def _job(aggregate: Aggregate, options: ZarrSettings, layouts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a store is written from: a rerun resumes an interrupted write only if it is equal."""
+    return {
+        "format": "padocc-like/zarr-job",
+        "version": 1,
+        "urls": list(aggregate.urls),
+        "settings": dataclasses.asdict(options),
+        "variables": {
+            name: {
+                "dims": list(v.dims),
+                "shape": list(v.shape),
+                "dtype": str(v.dtype),
+                "chunks": list(layouts[name]["chunks"]),
+                "attrs": _json_attrs(v.attrs),
+            }
+            for name, v in sorted(aggregate.variables.items())
+        },
+        "attrs": _json_attrs(aggregate.attrs),
+    }
+
+
+def write_store(aggregate: Aggregate, target: Path, options: ZarrSettings) -> int:
+    """Write the store at ``target`` (replacing one there) and return the number of chunks.
+
+    The store is built in ``.<name>.inprogress`` beside ``target``, block by block under
+    the memory limit (:func:`padocc_like.zarrstore.copy.plan_copy`), recording finished
+    blocks; an interrupted write of the same job resumes there. The finished store gets
+    consolidated metadata (v2) and is renamed into place."""
+    layouts = chunk_layouts(aggregate, options)
+    job = _job(aggregate, options, layouts)
+    work = target.parent / f".{target.name}{INPROGRESS}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".*{INPROGRESS}"):
+        if stale != work:  # another revision's interrupted write: never resumed
+            shutil.rmtree(stale, ignore_errors=True)
+    job_path = work / ".padocc-job" / JOB_FILE
+    if work.exists():
+        try:
+            same = json.loads(job_path.read_text()) == json.loads(json.dumps(job, default=str))
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(work)
+    resuming = work.exists()
+    if not resuming:
+        (work / ".padocc-job").mkdir(parents=True)
+        atomic_write_json(job_path, json.loads(json.dumps(job, default=str)))
+    n_chunks = _fill_store(aggregate, work, options, layouts, resuming)
+    shutil.rmtree(work / ".padocc-job")
+    import zarr
+
+    if int(options.format) == 2:
+        zarr.consolidate_metadata(str(work), zarr_format=2)
+    (work / SOURCES_FILE).write_text(json.dumps({"sources": aggregate.urls, "layouts": layouts}, indent=1))
+    _fsync_tree(work)
+    replace_directory(work, target)
+    return n_chunks
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file and directory of a finished store to disk before it is published."""
+    for path in sorted(directory.rglob("*")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Prefixed:
+    """A progress record's view for one variable (block keys do not name the variable)."""
+
+    def __init__(self, record: JsonDoneRecord, prefix: str) -> None:
+        self.record, self.prefix = record, prefix
+
+    def is_done(self, key: str) -> bool:
+        return self.record.is_done(f"{self.prefix}:{key}")
+
+    def mark_done(self, key: str) -> None:
+        self.record.mark_done(f"{self.prefix}:{key}")
+
+
+def _source_chunks(var: AggVariable | FragmentedVariable, cap: int) -> tuple[int, ...]:
+    """The read granularity of a variable's sources: the chunk table's chunks, or for
+    fragments the largest common divisor of the fragment lengths along each dimension,
+    halved (on divisors) until a block fits a quarter of the memory limit."""
+    if isinstance(var, AggVariable):
+        return tuple(var.chunks) or ()
+    itemsize = np.dtype(var.dtype).itemsize
+    units = [math.gcd(*row) for row in var.sizes]
+    for axis in range(len(units)):
+        while units[axis] > 1 and math.prod(units) * itemsize > cap // 4:
+            n = units[axis]
+            units[axis] = next(d for d in range(n // 2, 0, -1) if n % d == 0)
+    return tuple(units)
+
+
+def _fill_store(
+    aggregate: Aggregate,
+    path: Path,
+    options: ZarrSettings,
+    layouts: dict[str, dict[str, Any]],
+    resuming: bool,
+) -> int:
+    import zarr
+
+    zarr_format = int(options.format)
+    compressor = _compressor(options, zarr_format)
+    cap = int(options.memory_limit_mb * (1 << 20))
+    root = zarr.open_group(str(path), mode="a" if resuming else "w", zarr_format=zarr_format)
+    if not resuming:
+        root.attrs.update(_json_attrs(aggregate.attrs))
+    progress = JsonDoneRecord(path / ".padocc-job" / PROGRESS_FILE)
+    files = _Files()
+    ranges = _Ranges(aggregate.urls)
+    n_chunks = 0
+    try:
+        for name in sorted(aggregate.variables):
+            var = aggregate.variables[name]
+            dtype = np.dtype(var.dtype)
+            if dtype.kind in "OU":
+                raise ProductError(f"variable {name!r}: data type {dtype} cannot be written to Zarr yet")
+            chunks = tuple(layouts[name]["chunks"])
+            n_chunks += math.prod(-(-n // c) for n, c in zip(var.shape, chunks, strict=True))
+            array = _array(root, name, var, chunks, compressor, zarr_format, resuming)
+
+            def read_source(region: tuple[slice, ...], var: Any = var) -> np.ndarray:
+                if isinstance(var, FragmentedVariable):
+                    return _fragment_region(var, region, files)
+                return read_aggregated_region(var, region, ranges.read_from)
+
+            def write_target(region: tuple[slice, ...], data: np.ndarray, array: Any = array) -> None:
+                array[region] = data
+
+            if not var.shape:
+                if not progress.is_done(f"{name}:scalar"):
+                    array[...] = read_source(())
+                    progress.mark_done(f"{name}:scalar")
+                continue
+            plan = plan_copy(var.shape, dtype.itemsize, _source_chunks(var, cap), chunks, cap)
+            intermediate = None
+            if plan.intermediate_chunks is not None:
+                scratch = zarr.open_group(str(path / ".padocc-job" / "intermediate"), mode="a", zarr_format=3)
+                if name in scratch:
+                    inter = scratch[name]
+                else:
+                    inter = scratch.create_array(
+                        name,
+                        shape=var.shape,
+                        chunks=plan.intermediate_chunks,
+                        dtype=dtype,
+                        fill_value=decode_fill_value(var.fill_value, dtype),
+                        compressors=None,
+                    )
+                intermediate = (
+                    lambda region, inter=inter: inter[region],
+                    lambda region, data, inter=inter: inter.__setitem__(region, data),
+                )
+            execute_copy(
+                plan, read_source, write_target, intermediate=intermediate, done=_Prefixed(progress, name)
+            )
+    finally:
+        files.close()
+        ranges.close()
+    return n_chunks
+
+
+def _array(
+    root: Any,
+    name: str,
+    var: AggVariable | FragmentedVariable,
+    chunks: tuple[int, ...],
+    compressor: Any,
+    zarr_format: int,
+    resuming: bool,
+) -> Any:
+    """The store's array for ``var``: created, or (resuming) the one created before."""
+    if resuming and name in root:
+        return root[name]
+    dtype = np.dtype(var.dtype)
+    attrs = _json_attrs(var.attrs)
+    extra: dict[str, Any] = {"compressors": compressor}
+    if zarr_format == 2:
+        attrs["_ARRAY_DIMENSIONS"] = list(var.dims)
+    else:
+        extra["dimension_names"] = list(var.dims)
+        fill = decode_fill_value(var.fill_value, dtype)
+        if fill is not None:
+            # Zarr v3's fill_value is not CF's _FillValue: xarray reads it from the attributes,
+            # encoded its own way (base64 of the bytes for floats)
+            from xarray.backends.zarr import FillValueCoder
+
+            attrs["_FillValue"] = FillValueCoder.encode(fill, dtype)
+    return root.create_array(
+        name,
+        shape=var.shape,
+        chunks=chunks,
+        dtype=dtype,
+        fill_value=decode_fill_value(var.fill_value, dtype),
+        attributes=attrs,
+        **extra,
+    )
+
+
+def _chunk_regions(shape: tuple[int, ...], chunks: tuple[int, ...]) -> Any:
+    """Every output chunk's region, in C order."""
+    if not shape:
+        yield ()
+        return
+    ranges = [range(0, n, c) for n, c in zip(shape, chunks, strict=True)]
+    for starts in itertools.product(*ranges):
+        yield tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, chunks, shape, strict=True))
+
+
+def _json_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as JSON values (numpy scalars and arrays as numbers and lists)."""
+    out = {}
+    for k, v in attrs.items():
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

@@ -154,35 +154,82 @@ def _compressor(options: Any, zarr_format: int) -> Any:
 
 
 class _Files:
-    """Source files open for region reads (netCDF4-python, raw values), a bounded few."""
+    """Source files open for region reads of raw values (no masking or scaling), a bounded
+    few: h5py for netCDF-4/HDF5 numeric variables (reading straight into the output),
+    netCDF4-python otherwise (netCDF-3, strings)."""
+
+    H5_KINDS = "iufc"
 
     def __init__(self) -> None:
-        self._open: OrderedDict[str, Any] = OrderedDict()
+        self._open: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # url -> (h5py, netCDF4)
 
-    def variable(self, url: str, name: str) -> Any:
-        import netCDF4
+    def _handles(self, url: str, name: str) -> tuple[Any, Any]:
+        handles = self._open.get(url)
+        if handles is None:
+            import h5py
 
-        ds = self._open.get(url)
-        if ds is None:
             path = url.removeprefix("file://")
+            h5 = None
             try:
-                ds = netCDF4.Dataset(path)
-            except OSError as err:
-                raise ProductError(f"{url}: cannot open the source to copy {name!r}: {err}") from err
-            ds.set_auto_maskandscale(False)
-            ds.set_auto_chartostring(False)
-            self._open[url] = ds
+                if h5py.is_hdf5(path):
+                    h5 = h5py.File(path, "r")
+            except OSError:
+                h5 = None
+            handles = (h5, None)
+            self._open[url] = handles
             while len(self._open) > MAX_OPEN_FILES:
-                self._open.popitem(last=False)[1].close()
+                for f in self._open.popitem(last=False)[1]:
+                    if f is not None:
+                        f.close()
         else:
             self._open.move_to_end(url)
-        if name not in ds.variables:
+        return handles
+
+    def _netcdf(self, url: str, name: str) -> Any:
+        import netCDF4
+
+        h5, nc = self._open[url]
+        if nc is None:
+            try:
+                nc = netCDF4.Dataset(url.removeprefix("file://"))
+            except OSError as err:
+                raise ProductError(f"{url}: cannot open the source to copy {name!r}: {err}") from err
+            nc.set_auto_maskandscale(False)
+            nc.set_auto_chartostring(False)
+            self._open[url] = (h5, nc)
+        if name not in nc.variables:
             raise ProductError(f"{url}: has no variable {name!r} to copy")
-        return ds.variables[name]
+        return nc.variables[name]
+
+    def read_into(self, url: str, name: str, src: tuple[slice, ...], out: np.ndarray) -> None:
+        """Copy ``name[src]`` of the file ``url`` into ``out`` (its shape)."""
+        import h5py
+
+        h5, _ = self._handles(url, name)
+        if h5 is not None and out.dtype.kind in self.H5_KINDS:
+            shadow = f"_nc4_non_coord_{name}"
+            obj = h5.get(shadow) if shadow in h5 else h5.get(name)
+            if (
+                isinstance(obj, h5py.Dataset)
+                and obj.dtype.kind == out.dtype.kind
+                and obj.dtype.itemsize == out.dtype.itemsize
+                and obj.ndim == out.ndim
+            ):
+                if obj.ndim == 0:
+                    out[...] = obj[()]
+                elif out.flags.c_contiguous and obj.dtype == out.dtype:
+                    obj.read_direct(out, source_sel=src)
+                else:
+                    out[...] = obj[src]
+                return
+        source = self._netcdf(url, name)
+        out[...] = np.asarray(source[src] if source.ndim else source[...])
 
     def close(self) -> None:
-        for ds in self._open.values():
-            ds.close()
+        for handles in self._open.values():
+            for f in handles:
+                if f is not None:
+                    f.close()
         self._open.clear()
 
 
@@ -217,11 +264,10 @@ class _Ranges:
 
 
 def _fragment_region(var: FragmentedVariable, region: tuple[slice, ...], files: _Files) -> np.ndarray:
-    """The stored values of ``region`` of a fragmented variable, read from its files."""
-    dtype = np.dtype(var.dtype)
-    fill = decode_fill_value(var.fill_value, dtype)
-    shape = tuple(sl.stop - sl.start for sl in region)
-    out = np.full(shape, 0 if fill is None else fill, dtype=dtype)
+    """The stored values of ``region`` of a fragmented variable, read from its files (the
+    fragments tile the variable, so every value is read)."""
+    dtype = np.dtype(var.dtype).newbyteorder("=")
+    out = np.empty(tuple(sl.stop - sl.start for sl in region), dtype=dtype)
     starts = [np.concatenate([[0], np.cumsum(row)]) for row in var.sizes]
     per_dim = []
     for sl, edges in zip(region, starts, strict=True):
@@ -234,9 +280,13 @@ def _fragment_region(var: FragmentedVariable, region: tuple[slice, ...], files: 
             a, b = max(sl.start, int(edges[i])), min(sl.stop, int(edges[i + 1]))
             src.append(slice(a - int(edges[i]), b - int(edges[i])))
             dst.append(slice(a - sl.start, b - sl.start))
-        source = files.variable(str(var.uris[idx]), var.identifier(idx))
-        data = np.asarray(source[tuple(src)] if source.ndim else source[...])
-        out[tuple(dst)] = data.astype(dtype, copy=False)
+        part = out[tuple(dst)]
+        if part.flags.c_contiguous:
+            files.read_into(str(var.uris[idx]), var.identifier(idx), tuple(src), part)
+        else:
+            buffer = np.empty(part.shape, dtype=dtype)
+            files.read_into(str(var.uris[idx]), var.identifier(idx), tuple(src), buffer)
+            part[...] = buffer
     return out
 
 
@@ -383,8 +433,16 @@ def _fill_store(
                     return _fragment_region(var, region, files)
                 return read_aggregated_region(var, region, ranges.read_from)
 
-            def write_target(region: tuple[slice, ...], data: np.ndarray, array: Any = array) -> None:
-                array[region] = data
+            def write_target(
+                region: tuple[slice, ...], data: np.ndarray, array: Any = array, chunks: Any = chunks
+            ) -> None:
+                # a run of whole chunks at a time: zarr encodes a run's chunks concurrently and
+                # holds their encoded bytes, so runs stay small beside the block
+                for sub in _chunk_runs(data.shape, chunks, data.itemsize, WRITE_RUN_BYTES):
+                    at = tuple(
+                        slice(r.start + s.start, r.start + s.stop) for r, s in zip(region, sub, strict=True)
+                    )
+                    array[at] = data[sub]
 
             if not var.shape:
                 if not progress.is_done(f"{name}:scalar"):
@@ -454,6 +512,35 @@ def _array(
         attributes=attrs,
         **extra,
     )
+
+
+WRITE_RUN_BYTES = 32 << 20
+"""Most uncompressed bytes handed to zarr in one write."""
+
+
+def _chunk_runs(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, limit: int) -> Any:
+    """Regions of ``shape`` made of whole chunks, each at most ``limit`` bytes (or one chunk):
+    the outermost axis ``a`` whose runs of chunks (one chunk along the axes before it, the
+    whole extent after it) fit, with as many chunks along ``a`` as fit."""
+    if not shape:
+        yield ()
+        return
+    for axis in range(len(shape)):
+        inner = math.prod(chunks[:axis]) * math.prod(shape[axis + 1 :]) * itemsize
+        per_run = limit // max(1, inner * chunks[axis])
+        if per_run >= 1 or axis == len(shape) - 1:
+            per_run = max(1, per_run)
+            break
+    outer = [range(0, n, c) for n, c in zip(shape[:axis], chunks[:axis], strict=True)]
+    step = per_run * chunks[axis]
+    for starts in itertools.product(*outer):
+        head = tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, chunks, shape, strict=False))
+        for start in range(0, shape[axis], step):
+            yield (
+                *head,
+                slice(start, min(start + step, shape[axis])),
+                *(slice(0, n) for n in shape[axis + 1 :]),
+            )
 
 
 def _chunk_regions(shape: tuple[int, ...], chunks: tuple[int, ...]) -> Any:

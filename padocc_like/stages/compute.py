@@ -111,10 +111,12 @@ def write_product(
     if kind is ProductKind.CFA:
         entry["cfa_uris"] = project.product.cfa_uris  # how fragments are named: readers differ
     if kind is ProductKind.ZARR:
-        from ..writers.zarr import chunk_layouts
+        from ..writers.zarr import read_provenance
 
-        # the chunk layout chosen for each variable, and why
-        entry["chunk_layout"] = chunk_layouts(aggregate, project.product.zarr)
+        # the chunk layout chosen for each variable and why, and how it was copied
+        provenance = read_provenance(target)
+        entry["chunk_layout"] = provenance["layouts"]
+        entry["copy_plans"] = provenance["copy_plans"]
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     log.info("wrote %s (%d refs, %d bytes)", target, record.n_refs, record.size)
     return entry

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._io import atomic_write_json, replace_directory, sha256_tree, utc_now
+from .._io import atomic_write_text, replace_directory, sha256_tree, utc_now
 from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, FragmentedVariable, decode_fill_value
 from ..references.read import read_aggregated_region
@@ -36,9 +37,12 @@ from ..types import ProductKind
 from ..zarrstore.copy import JsonDoneRecord, execute_copy, plan_copy
 from .base import ProductRecord
 
+log = logging.getLogger(__name__)
+
 MEDIA_TYPE = "application/vnd+zarr"
 SOURCES_FILE = ".padocc-sources.json"
-"""The store's provenance: the source URLs it was copied from (zarr ignores the file)."""
+"""The store's provenance (zarr ignores the file): the source URLs it was copied from, each
+variable's chunk layout with its reasoning, and the copy plan that wrote it."""
 MAX_OPEN_FILES = 16
 
 
@@ -172,7 +176,8 @@ class _Files:
             h5 = None
             try:
                 if h5py.is_hdf5(path):
-                    h5 = h5py.File(path, "r")
+                    # no chunk cache: blocks cover whole source chunks, each read once
+                    h5 = h5py.File(path, "r", rdcc_nbytes=0)
             except OSError:
                 h5 = None
             handles = (h5, None)
@@ -318,6 +323,11 @@ def _job(aggregate: Aggregate, options: ZarrSettings, layouts: dict[str, dict[st
     }
 
 
+def read_provenance(store: Path) -> dict[str, Any]:
+    """What the writer recorded beside a store (:data:`SOURCES_FILE`)."""
+    return json.loads((store / SOURCES_FILE).read_text())
+
+
 def write_store(aggregate: Aggregate, target: Path, options: ZarrSettings) -> int:
     """Write the store at ``target`` (replacing one there) and return the number of chunks.
 
@@ -333,24 +343,29 @@ def write_store(aggregate: Aggregate, target: Path, options: ZarrSettings) -> in
         if stale != work:  # another revision's interrupted write: never resumed
             shutil.rmtree(stale, ignore_errors=True)
     job_path = work / ".padocc-job" / JOB_FILE
+    job_text = json.dumps(job, sort_keys=True, default=str)  # text: NaN attributes compare equal
     if work.exists():
         try:
-            same = json.loads(job_path.read_text()) == json.loads(json.dumps(job, default=str))
-        except (OSError, ValueError):
+            same = job_path.read_text() == job_text
+        except OSError:
             same = False
         if not same:
             shutil.rmtree(work)
     resuming = work.exists()
-    if not resuming:
+    if resuming:
+        done = len(JsonDoneRecord(work / ".padocc-job" / PROGRESS_FILE).keys)
+        log.info("resuming the interrupted write of %s: %d blocks already written", target, done)
+    else:
         (work / ".padocc-job").mkdir(parents=True)
-        atomic_write_json(job_path, json.loads(json.dumps(job, default=str)))
-    n_chunks = _fill_store(aggregate, work, options, layouts, resuming)
+        atomic_write_text(job_path, job_text)
+    n_chunks, plans = _fill_store(aggregate, work, options, layouts, resuming)
     shutil.rmtree(work / ".padocc-job")
     import zarr
 
     if int(options.format) == 2:
         zarr.consolidate_metadata(str(work), zarr_format=2)
-    (work / SOURCES_FILE).write_text(json.dumps({"sources": aggregate.urls, "layouts": layouts}, indent=1))
+    provenance = {"sources": aggregate.urls, "layouts": layouts, "copy_plans": plans}
+    (work / SOURCES_FILE).write_text(json.dumps(provenance, indent=1))
     _fsync_tree(work)
     replace_directory(work, target)
     return n_chunks
@@ -405,19 +420,24 @@ def _fill_store(
     options: ZarrSettings,
     layouts: dict[str, dict[str, Any]],
     resuming: bool,
-) -> int:
+) -> tuple[int, dict[str, Any]]:
     import zarr
 
     zarr_format = int(options.format)
     compressor = _compressor(options, zarr_format)
-    cap = int(options.memory_limit_mb * (1 << 20))
-    root = zarr.open_group(str(path), mode="a" if resuming else "w", zarr_format=zarr_format)
+    limit = int(options.memory_limit_mb * (1 << 20))
+    # a block is held next to zarr's copy of the run being written and its encoded chunks
+    cap = limit // BLOCK_SHARE
+    run_bytes = min(WRITE_RUN_BYTES, cap)
+    # mode "a" even for a new store: "w" would delete the job record beside it
+    root = zarr.open_group(str(path), mode="a", zarr_format=zarr_format)
     if not resuming:
         root.attrs.update(_json_attrs(aggregate.attrs))
     progress = JsonDoneRecord(path / ".padocc-job" / PROGRESS_FILE)
     files = _Files()
     ranges = _Ranges(aggregate.urls)
     n_chunks = 0
+    plans: dict[str, Any] = {}
     try:
         for name in sorted(aggregate.variables):
             var = aggregate.variables[name]
@@ -438,18 +458,20 @@ def _fill_store(
             ) -> None:
                 # a run of whole chunks at a time: zarr encodes a run's chunks concurrently and
                 # holds their encoded bytes, so runs stay small beside the block
-                for sub in _chunk_runs(data.shape, chunks, data.itemsize, WRITE_RUN_BYTES):
+                for sub in _chunk_runs(data.shape, chunks, data.itemsize, run_bytes):
                     at = tuple(
                         slice(r.start + s.start, r.start + s.stop) for r, s in zip(region, sub, strict=True)
                     )
                     array[at] = data[sub]
 
+            plans[name] = None
             if not var.shape:
                 if not progress.is_done(f"{name}:scalar"):
                     array[...] = read_source(())
                     progress.mark_done(f"{name}:scalar")
                 continue
             plan = plan_copy(var.shape, dtype.itemsize, _source_chunks(var, cap), chunks, cap)
+            plans[name] = plan.to_dict()
             intermediate = None
             if plan.intermediate_chunks is not None:
                 scratch = zarr.open_group(str(path / ".padocc-job" / "intermediate"), mode="a", zarr_format=3)
@@ -474,7 +496,7 @@ def _fill_store(
     finally:
         files.close()
         ranges.close()
-    return n_chunks
+    return n_chunks, plans
 
 
 def _array(
@@ -516,6 +538,9 @@ def _array(
 
 WRITE_RUN_BYTES = 32 << 20
 """Most uncompressed bytes handed to zarr in one write."""
+BLOCK_SHARE = 3
+"""Blocks of a copy hold at most this fraction of ``memory_limit_mb``: the rest is for zarr's
+copy of a run of chunks and their encoded bytes, and the reads' buffers."""
 
 
 def _chunk_runs(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, limit: int) -> Any:

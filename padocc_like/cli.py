@@ -43,7 +43,10 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="padocc-like",
-        description="Turn archives of NetCDF/HDF5 files into validated, catalogued Kerchunk products.",
+        description=(
+            "Turn archives of NetCDF/HDF5 files into validated, catalogued Kerchunk, CF-1.13 "
+            "aggregation (CFA) and Zarr products."
+        ),
         epilog="Example: padocc-like run group.yaml --workers 2; padocc-like status group.yaml",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debug)")

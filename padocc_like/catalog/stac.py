@@ -154,7 +154,9 @@ def _is_time_like(var: Any) -> bool:
     if np.issubdtype(var.dtype, np.datetime64):
         return True
     if var.dtype == object and var.size:
-        first = var.values.flat[0]
+        # the first element alone: decoding a whole variable of times to look at one is slow
+        first = var[tuple(0 for _ in var.dims)].values
+        first = first.item() if getattr(first, "ndim", 1) == 0 else first
         return hasattr(first, "calendar") or isinstance(first, datetime)
     return False
 

@@ -198,6 +198,42 @@ def mask_probe(dtype: np.dtype, specs: tuple[DecodeSpec, ...]) -> np.ndarray:
     return np.array(probe, dtype=dtype)
 
 
+NOT_DECODING = frozenset(
+    {"valid_range", "valid_min", "valid_max", "actual_range", "long_name", "standard_name", "comment"}
+)
+"""Attributes xarray's CF decoding never reads (it does not apply valid ranges)."""
+STORAGE_ENCODING = frozenset(
+    {
+        "chunks", "preferred_chunks", "compressors", "compressor", "filters", "shards", "zlib",
+        "szip", "zstd", "bzip2", "blosc", "shuffle", "complevel", "fletcher32", "contiguous",
+        "chunksizes", "source", "original_shape", "endian",
+    }
+)  # fmt: skip
+"""Encoding entries that describe storage, which decoding does not read."""
+
+
+def same_decoding(a: DecodeSpec, b: DecodeSpec, dtype: np.dtype) -> bool:
+    """Whether two specs give :func:`decode_array` the same inputs for raw numbers of
+    ``dtype``, apart from attributes and storage entries it never reads: it is then one
+    function of the raw values on both sides, and raw values equal bitwise decode to equal
+    values. ``repr`` keeps numpy scalar types apart (a float32 and a float64 ``scale_factor``
+    decode differently). Numbers only: string and enum decoding read the encoded type."""
+    if np.dtype(dtype).kind not in "iuf":
+        return False
+
+    def key(spec: DecodeSpec) -> str:
+        attrs = sorted((k, v) for k, v in spec.attrs.items() if k not in NOT_DECODING)
+        encoding = {k: v for k, v in spec.encoding.items() if k not in STORAGE_ENCODING}
+        if "dtype" in encoding:  # the byte order is storage; the type itself is compared
+            encoding["dtype"] = np.dtype(encoding["dtype"]).newbyteorder("=").str
+        return repr((spec.dims, attrs, sorted(encoding.items()), spec.stack_char_dim))
+
+    try:
+        return key(a) == key(b)
+    except (TypeError, ValueError):  # unorderable or odd entries: decode both sides
+        return False
+
+
 def masks_alike(name: str, a: DecodeSpec, b: DecodeSpec, dtype: np.dtype) -> bool:
     """Whether xarray decodes every raw value of ``dtype`` alike under ``a`` and ``b``.
 

@@ -45,6 +45,7 @@ from .compare import (
     decode_array,
     decode_specs,
     masks_alike,
+    same_decoding,
     time_coder,
 )
 from .direct import CachedStoreArray, ChunkCache, DirectArray, NotLocalError, cached_store_array, direct_array
@@ -317,7 +318,7 @@ class ProductSide:
         mine = self.specs[name]
         key = (name, repr((mine, dtype.str)), repr(source))  # repr keeps numpy scalar types apart
         if key not in self._alike:
-            self._alike[key] = masks_alike(name, mine, source, dtype)
+            self._alike[key] = same_decoding(mine, source, dtype) or masks_alike(name, mine, source, dtype)
         return self._alike[key]
 
     def _loop_(self) -> asyncio.AbstractEventLoop:

@@ -19,7 +19,11 @@ operator would reasonably configure the project (drop a variable, split by strea
 overlap) a second entry shows the configured project passing. Every series Kerchunk cannot
 represent also has a ``-cfa`` project (product kind ``cfa``, :data:`CFA_OF`): an exact CF
 aggregation of whole-file fragments, or the precise error where even that cannot be exact
-(``test_every_kerchunk_failure_has_a_cfa_project``). ``test_failure_reason_is_true``
+(``test_every_kerchunk_failure_has_a_cfa_project``). Every series with an exact product
+also has a ``-zarr`` project (product kind ``zarr``, :func:`_zarr_projects`): a Zarr store
+copied from the files, opened with xarray's zarr engine and compared with
+``open_mfdataset``, its stored types those of the files; ``cesm-le-ctrl-SHF-zarr-timeseries``
+rechunks the uneven century files to whole time series. ``test_failure_reason_is_true``
 re-derives every expected failure's cause from the files with netCDF4 alone, so an
 expectation cannot just mirror what the package happens to say.
 
@@ -469,6 +473,36 @@ CFA_OF: dict[str, dict[str, Any]] = {
 SERIES += [_cfa(s, **CFA_OF[s.id]) for s in list(SERIES) if s.id in CFA_OF]
 
 
+def _zarr_projects(series: list[Series]) -> list[Series]:
+    """A ``zarr`` project for every series with an exact product (Kerchunk or CFA): the same
+    files and configuration, copied into a Zarr store (the default maps layout); one per
+    series (its id without ``-cfa``, plus ``-zarr``)."""
+    out: dict[str, Series] = {}
+    for s in series:
+        if s.outcome != "pass":
+            continue
+        base = s.id.removesuffix("-cfa")
+        config = {**s.config, "product": {"kind": "zarr"}}
+        why = f"the files of {base} copied into a Zarr store: every value equal to open_mfdataset's"
+        out.setdefault(f"{base}-zarr", replace(s, id=f"{base}-zarr", config=config, why=why, readers=()))
+    return list(out.values())
+
+
+SERIES += _zarr_projects(SERIES)
+SERIES.append(
+    Series(
+        "cesm-le-ctrl-SHF-zarr-timeseries",
+        "cesm-le-ctrl-SHF",
+        "*.nc",
+        18,
+        "pass",
+        config={"product": {"kind": "zarr", "zarr": {"pattern": "timeseries", "memory_limit_mb": 4}}},
+        why="the 18 century files (1200 and 1212 steps, chunked differently) rechunked to whole time "
+        "series of a few points, through an intermediate store under a 4 MiB memory limit",
+    )
+)
+
+
 def _ids() -> list[str]:
     ids = [s.id for s in SERIES]
     assert len(ids) == len(set(ids)), "duplicate project ids in SERIES"
@@ -566,6 +600,43 @@ def _crosscheck(record: ProductRecord, files: list[str], options: dict[str, Any]
         xr.open_mfdataset(sorted(files), **kw) as ref,
     ):
         _compare(prod, ref, "kerchunk")
+
+
+def _crosscheck_zarr(record: ProductRecord, files: list[str], options: dict[str, Any]) -> None:
+    """A Zarr store with xarray's zarr engine against ``open_mfdataset``: decoded values, and
+    the stored (raw) values and types, which the copy keeps."""
+    import xarray as xr
+
+    kw = _mfdataset_kw(options)
+    consolidated = record.layout == "zarr2"
+    with (
+        xr.open_dataset(
+            record.path,
+            engine="zarr",
+            consolidated=consolidated,
+            decode_times=kw["decode_times"],
+            decode_timedelta=False,
+        ) as prod,
+        xr.open_mfdataset(sorted(files), **kw) as ref,
+    ):
+        _compare(prod, ref, "zarr")
+    # the stored types are kept (packing included): as in the first file
+    with (
+        xr.open_dataset(
+            record.path,
+            engine="zarr",
+            consolidated=consolidated,
+            mask_and_scale=False,
+            decode_times=False,
+            decode_timedelta=False,
+        ) as prod,
+        xr.open_dataset(
+            sorted(files)[0], mask_and_scale=False, decode_times=False, decode_timedelta=False
+        ) as first,
+    ):
+        for name in first.data_vars:
+            if name in prod.variables:
+                assert prod[name].dtype == first[name].dtype, (name, prod[name].dtype, first[name].dtype)
 
 
 def _third_party(module: str) -> Any:
@@ -784,6 +855,8 @@ def test_series(
         record = ProductRecord.from_dict({k: product[k] for k in ProductRecord.__dataclass_fields__})
         if record.kind == "cfa":
             _crosscheck_cfa(entry, record, files, tmp_path, monkeypatch)
+        elif record.kind == "zarr":
+            _crosscheck_zarr(record, files, entry.mfdataset)
         else:
             assert not entry.readers, "third-party reader expectations are for cfa products"
             _crosscheck(record, files, entry.mfdataset)

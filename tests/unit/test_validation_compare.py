@@ -294,3 +294,92 @@ def test_masks_alike_is_sound(dtype, fills, data):
         a, b = decode_array("v", specs[0], arr), decode_array("v", specs[1], arr)
     assert a.dtype == b.dtype
     assert decoded_equal(a, b).all()
+
+
+# ---------------------------------------------------------------------------
+# same_decoding: identical decoding inputs, whatever the storage and the valid range
+# ---------------------------------------------------------------------------
+def _spec_enc(encoding, dims=("t",), **attrs):
+    from padocc_like.validation.compare import DecodeSpec
+
+    return DecodeSpec(tuple(dims), dict(attrs), dict(encoding), False)
+
+
+TIME = {"units": "days since 1970-01-01 00:00:00 UTC", "_FillValue": np.float64(-9999.0)}
+NC_ENCODING = {"dtype": np.dtype("float64"), "zlib": True, "chunksizes": (1, 360), "source": "/a.nc"}
+ZARR_ENCODING = {"dtype": np.dtype("<f8"), "chunks": (1, 360), "filters": (), "shards": None}
+
+
+def test_same_decoding_ignores_storage_and_valid_ranges():
+    from padocc_like.validation.compare import same_decoding
+
+    source = _spec_enc(NC_ENCODING, valid_range=np.array([3238.5, 3239.5]), long_name="t0", **TIME)
+    product = _spec_enc(ZARR_ENCODING, valid_range=[3238.5, 10957.5], **TIME)
+    assert same_decoding(product, source, np.dtype("f8"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"units": "hours since 1970-01-01"},
+        {"calendar": "noleap"},
+        {"_FillValue": np.float64(-999.0)},
+        {"_FillValue": np.float32(-9999.0)},  # another type: decoded otherwise
+        {"scale_factor": np.float32(2)},
+        {"missing_value": np.float64(-9999.0)},
+    ],
+)
+def test_same_decoding_refuses_a_decoding_difference(change):
+    from padocc_like.validation.compare import same_decoding
+
+    source = _spec_enc(NC_ENCODING, **TIME)
+    assert not same_decoding(_spec_enc(ZARR_ENCODING, **{**TIME, **change}), source, np.dtype("f8"))
+    assert not same_decoding(_spec_enc(ZARR_ENCODING, dims=("x",), **TIME), source, np.dtype("f8"))
+    assert not same_decoding(source, source, np.dtype("O"))  # strings and enums read the encoding
+
+
+_ATTR_CHOICES = {
+    "units": st.sampled_from([None, "K", "days since 2000-01-01", "hours since 1970-01-01"]),
+    "calendar": st.sampled_from([None, "standard", "noleap", "360_day"]),
+    "_FillValue": st.sampled_from([None, np.float64(-9999.0), np.float32(-9999.0), np.float64(1e20)]),
+    "scale_factor": st.sampled_from([None, np.float32(0.5), np.float64(0.5), 0.5]),
+    "add_offset": st.sampled_from([None, np.float64(1.0), 1.0]),
+    "valid_range": st.sampled_from([None, [0.0, 1.0], [0.0, 1e9]]),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.fixed_dictionaries(_ATTR_CHOICES),
+    redraw=st.sampled_from([None, *sorted(_ATTR_CHOICES)]),
+    data=st.data(),
+    raw=st.lists(
+        st.one_of(st.floats(allow_infinity=False, min_value=-1e6, max_value=1e6), st.just(float("nan"))),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_same_decoding_is_sound(first, redraw, data, raw):
+    """Whenever same_decoding says yes, both specs decode any raw values identically."""
+    from padocc_like.validation.compare import decode_array, decoded_equal, same_decoding
+
+    # the second spec: the first with its valid range, and at most one other attribute, drawn again
+    second = {**first, "valid_range": data.draw(_ATTR_CHOICES["valid_range"])}
+    if redraw is not None:
+        second[redraw] = data.draw(_ATTR_CHOICES[redraw])
+    specs = [
+        _spec_enc(enc, **{k: v for k, v in attrs.items() if v is not None})
+        for attrs, enc in zip((first, second), (NC_ENCODING, ZARR_ENCODING), strict=True)
+    ]
+    if not same_decoding(specs[0], specs[1], np.dtype("f8")):
+        return
+    arr = np.array([*raw, -9999.0], dtype="f8")
+    with np.errstate(all="ignore"):
+        try:
+            a = decode_array("v", specs[0], arr)
+        except Exception as err:  # then the other side must fail alike
+            with pytest.raises(type(err)):
+                decode_array("v", specs[1], arr)
+            return
+        b = decode_array("v", specs[1], arr)
+    assert a.dtype == b.dtype and decoded_equal(a, b).all()

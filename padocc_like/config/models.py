@@ -96,10 +96,19 @@ class ZarrOptions(_Model):
     chunks: dict[str, int] | None = None
     """Explicit chunk sizes by dimension name (``-1``: the whole dimension); dimensions left
     out are chosen by ``pattern``."""
+    shard_mb: float | None = Field(None, gt=0)
+    """Zarr v3 only (``format: 3``): group chunks into shards of about this size, one storage
+    object each (fewer objects on an object store, reads still by chunk)."""
     memory_limit_mb: float = Field(256.0, gt=0)
     """Most array data held at once while copying (the process's fixed overhead comes on
     top): a time-series layout is copied through an intermediate store when whole output
     chunks and the source chunks they need do not fit."""
+
+    @model_validator(mode="after")
+    def _shards_need_v3(self) -> ZarrOptions:
+        if self.shard_mb is not None and self.format != 3:
+            raise ValueError("zarr.shard_mb needs format: 3 (Zarr v2 has no shards)")
+        return self
 
 
 class ProductOptions(_Model):

@@ -73,7 +73,11 @@ def validate_product(
     )
     report = ValidationReport(
         project=project.id,
-        product={k: product[k] for k in ("kind", "revision", "path", "layout", "sha256", "size")},
+        product={
+            k: product[k]
+            for k in ("kind", "revision", "path", "layout", "sha256", "size", "chunk_layout")
+            if k in product
+        },
         mode=str(project.validation.mode),
         findings=findings,
         stats=stats,

@@ -890,6 +890,7 @@ def _validate(
             frozenset(reencoded),
             mode,
             project.validation.sample_fraction,
+            variable_major=layout_name in ("zarr2", "zarr3"),
         )
         jobs = [values.FileJob(s.url, layout.ranges[s.url], specs[s.url], metas[s.url]) for s in sources]
         seen: set[str] = set()

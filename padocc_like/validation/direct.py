@@ -223,7 +223,8 @@ class CachedStoreArray:
         self.name = name
         self.cache = cache
         self.shape = tuple(int(n) for n in array.shape)
-        self.chunks = tuple(int(n) for n in array.chunks)
+        # the unit read and cached: a shard (one storage object) when the array has them
+        self.chunks = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
         self.dtype = np.dtype(array.dtype)
         self.out_dtype = self.dtype
 
@@ -234,9 +235,11 @@ class CachedStoreArray:
             return out
         ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)]
         for chunk_coords in itertools.product(*ranges):
-            chunk = self.cache.get(
-                (self.name, chunk_coords), lambda c=chunk_coords: self.array.get_block_selection(c)
+            whole = tuple(
+                slice(k * c, min((k + 1) * c, n))
+                for k, c, n in zip(chunk_coords, self.chunks, self.shape, strict=True)
             )
+            chunk = self.cache.get((self.name, chunk_coords), lambda whole=whole: self.array[whole])
             dst, src = [], []
             for (a, b), c, k in zip(bounds, self.chunks, chunk_coords, strict=True):
                 lo, hi = max(a, k * c), min(b, (k + 1) * c)

@@ -30,7 +30,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -395,6 +395,10 @@ class ValueTask:
     reencoded: frozenset[str]
     mode: ValidationMode
     sample_fraction: float
+    variable_major: bool = False
+    """Compare one variable at a time across a block's files (a Zarr store chunked across
+    files, e.g. whole time series: each chunk is then decoded once per process, from the
+    chunk cache, instead of once per file)."""
 
 
 @dataclass
@@ -410,6 +414,7 @@ class FileResult:
     findings: list[Finding] = field(default_factory=list)
     values_compared: int = 0
     bytes_compared: int = 0
+    unreadable: bool = False
 
 
 def sample_indices(n: int, fraction: float) -> np.ndarray:
@@ -424,7 +429,14 @@ def is_dtype_note(f: Finding) -> bool:
 
 def compare_block(task: ValueTask, jobs: list[FileJob]) -> list[FileResult]:
     side = product_side(task.token, task.opener)
-    return [compare_file(side, task, job) for job in jobs]
+    if not task.variable_major:
+        return [compare_file(side, task, job) for job in jobs]
+    results = [FileResult() for _ in jobs]
+    for name in sorted(side.ds.variables):  # the order compare_file takes them in
+        for job, result in zip(jobs, results, strict=True):
+            if not result.unreadable:
+                compare_file(side, task, job, names=(name,), into=result)
+    return results
 
 
 class _Source:
@@ -494,9 +506,16 @@ class _Source:
                 f.close()
 
 
-def compare_file(product: ProductSide, task: ValueTask, job: FileJob) -> FileResult:
-    """Raw (bitwise) and decoded (NaN-aware) comparison of one file with its slice of the product."""
-    result = FileResult()
+def compare_file(
+    product: ProductSide,
+    task: ValueTask,
+    job: FileJob,
+    names: Sequence[str] | None = None,
+    into: FileResult | None = None,
+) -> FileResult:
+    """Raw (bitwise) and decoded (NaN-aware) comparison of one file with its slice of the
+    product: every variable, or ``names``, added to ``into`` when given."""
+    result = into if into is not None else FileResult()
     src = _Source(job.url, job.meta)
     try:
         specs = job.specs
@@ -509,10 +528,11 @@ def compare_file(product: ProductSide, task: ValueTask, job: FileJob) -> FileRes
                         "values", Severity.ERROR, f"cannot open the source with netCDF4: {err}", file=job.url
                     )
                 )
+                result.unreadable = True
                 return result
             if specs is None:
                 specs = decode_specs(*_source_store(nc))[0]
-        for name in sorted(product.ds.variables):
+        for name in sorted(product.ds.variables) if names is None else names:
             if name in job.meta:
                 _compare_variable(product, src, name, specs[name], task, job, result)
     finally:

@@ -57,6 +57,7 @@ class ZarrSettings:
     target_chunk_mb: float = 8.0
     chunks: dict[str, int] | None = None
     memory_limit_mb: float = 256.0
+    shard_mb: float | None = None
 
 
 class ZarrWriter:
@@ -80,6 +81,7 @@ class ZarrWriter:
                 target_chunk_mb=z.target_chunk_mb,
                 chunks=dict(z.chunks) if z.chunks else None,
                 memory_limit_mb=z.memory_limit_mb,
+                shard_mb=z.shard_mb,
             )
         )
 
@@ -134,7 +136,37 @@ def chunk_layouts(aggregate: Aggregate, options: Any) -> dict[str, dict[str, Any
             configured=configured,
         )
         out[name] = choice.to_dict()
+        if options.shard_mb is not None and var.shape:
+            shards = shard_shape(var.shape, choice.chunks, np.dtype(var.dtype).itemsize, options.shard_mb)
+            out[name]["shards"] = list(shards)
+            out[name]["reason"] += (
+                f" Shards of {'x'.join(map(str, shards))} ({math.prod(shards) // math.prod(choice.chunks)} "
+                f"chunks) near the {options.shard_mb:g} MiB shard target."
+            )
     return out
+
+
+def shard_shape(
+    shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, shard_mb: float
+) -> tuple[int, ...]:
+    """Shards of whole chunks up to about ``shard_mb``: the chunk count is doubled along the
+    axis with the most chunks left outside a shard, while the shard fits the target."""
+    target = shard_mb * (1 << 20)
+    factors = [1] * len(shape)
+    grid = [-(-n // c) for n, c in zip(shape, chunks, strict=True)]
+    while True:
+        room = [(grid[a] / factors[a], a) for a in range(len(shape)) if factors[a] < grid[a]]
+        if not room:
+            break
+        _, axis = max(room)
+        grown = min(grid[axis], factors[axis] * 2)
+        size = math.prod(
+            c * (grown if a == axis else f) for a, (c, f) in enumerate(zip(chunks, factors, strict=True))
+        )
+        if size * itemsize > target:
+            break
+        factors[axis] = grown
+    return tuple(c * f for c, f in zip(chunks, factors, strict=True))  # whole chunks, as zarr asks
 
 
 def _compressor(options: Any, zarr_format: int) -> Any:
@@ -446,7 +478,9 @@ def _fill_store(
                 raise ProductError(f"variable {name!r}: data type {dtype} cannot be written to Zarr yet")
             chunks = tuple(layouts[name]["chunks"])
             n_chunks += math.prod(-(-n // c) for n, c in zip(var.shape, chunks, strict=True))
-            array = _array(root, name, var, chunks, compressor, zarr_format, resuming)
+            shards = tuple(layouts[name]["shards"]) if "shards" in layouts[name] else None
+            array = _array(root, name, var, chunks, compressor, zarr_format, resuming, shards)
+            unit = shards or chunks  # what one write stores whole
 
             def read_source(region: tuple[slice, ...], var: Any = var) -> np.ndarray:
                 if isinstance(var, FragmentedVariable):
@@ -454,7 +488,7 @@ def _fill_store(
                 return read_aggregated_region(var, region, ranges.read_from)
 
             def write_target(
-                region: tuple[slice, ...], data: np.ndarray, array: Any = array, chunks: Any = chunks
+                region: tuple[slice, ...], data: np.ndarray, array: Any = array, chunks: Any = unit
             ) -> None:
                 # a run of whole chunks at a time: zarr encodes a run's chunks concurrently and
                 # holds their encoded bytes, so runs stay small beside the block
@@ -470,7 +504,7 @@ def _fill_store(
                     array[...] = read_source(())
                     progress.mark_done(f"{name}:scalar")
                 continue
-            plan = plan_copy(var.shape, dtype.itemsize, _source_chunks(var, cap), chunks, cap)
+            plan = plan_copy(var.shape, dtype.itemsize, _source_chunks(var, cap), unit, cap)
             plans[name] = plan.to_dict()
             intermediate = None
             if plan.intermediate_chunks is not None:
@@ -507,6 +541,7 @@ def _array(
     compressor: Any,
     zarr_format: int,
     resuming: bool,
+    shards: tuple[int, ...] | None = None,
 ) -> Any:
     """The store's array for ``var``: created, or (resuming) the one created before."""
     if resuming and name in root:
@@ -525,6 +560,8 @@ def _array(
             from xarray.backends.zarr import FillValueCoder
 
             attrs["_FillValue"] = FillValueCoder.encode(fill, dtype)
+    if shards is not None:
+        extra["shards"] = shards
     return root.create_array(
         name,
         shape=var.shape,

@@ -65,8 +65,9 @@ def _compare(store: xr.Dataset, ref: xr.Dataset) -> None:
         ("{}", None),
         ("{pattern: timeseries, target_chunk_mb: 0.05}", "timeseries"),
         ("{format: 3, codec: zlib}", None),
+        ("{format: 3, target_chunk_mb: 0.01, shard_mb: 0.1}", "sharded"),
     ],
-    ids=["v2-maps", "v2-timeseries", "v3-zlib"],
+    ids=["v2-maps", "v2-timeseries", "v3-zlib", "v3-sharded"],
 )
 def test_zarr_project_validates_and_opens_from_its_stac_item(
     tmp_path: Path, archive, write_group, zarr: str, pattern_chunks: str | None
@@ -86,6 +87,7 @@ def test_zarr_project_validates_and_opens_from_its_stac_item(
     assert (store / ".zmetadata").is_file() != v3
     layout = product["chunk_layout"]
     assert set(layout) >= {"time", "lat", "lon"}
+    assert report["product"]["chunk_layout"] == layout  # the report records the layout
 
     kw = {"decode_times": xr.coders.CFDatetimeCoder(use_cftime=True)}
     with (
@@ -99,6 +101,10 @@ def test_zarr_project_validates_and_opens_from_its_stac_item(
             chunks = tuple(ds[name].encoding["chunks"])
             assert tuple(layout[name]["chunks"]) == chunks
             assert layout[name]["pattern"] in layout[name]["reason"]
+            if pattern_chunks == "sharded":
+                shards = tuple(ds[name].encoding["shards"])
+                assert tuple(layout[name]["shards"]) == shards and "Shards" in layout[name]["reason"]
+                assert all(s % c == 0 for s, c in zip(shards, chunks, strict=True)) and shards != chunks
             if pattern_chunks == "timeseries":
                 assert chunks[0] == ref.sizes["time"], chunks  # the whole time axis per chunk
                 assert chunks[1:] != ref[name].shape[1:]
@@ -150,3 +156,5 @@ def test_unknown_zarr_option_is_refused_naming_it(tmp_path: Path, archive, write
     archive(n_files=2)
     with pytest.raises(Exception, match="chunk_mb"):
         _group(tmp_path, write_group, "{chunk_mb: 4}")
+    with pytest.raises(Exception, match="shard_mb needs format: 3"):
+        _group(tmp_path, write_group, "{shard_mb: 64}")

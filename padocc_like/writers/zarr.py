@@ -136,14 +136,45 @@ def chunk_layouts(aggregate: Aggregate, options: Any) -> dict[str, dict[str, Any
             configured=configured,
         )
         out[name] = choice.to_dict()
+        if time_dim in var.dims and time_dim not in (configured or {}) and choice.pattern != "timeseries":
+            _align_to_files(out[name], var.dims.index(time_dim), _file_length(aggregate, time_dim))
         if options.shard_mb is not None and var.shape:
-            shards = shard_shape(var.shape, choice.chunks, np.dtype(var.dtype).itemsize, options.shard_mb)
+            inner = tuple(out[name]["chunks"])
+            shards = shard_shape(var.shape, inner, np.dtype(var.dtype).itemsize, options.shard_mb)
             out[name]["shards"] = list(shards)
             out[name]["reason"] += (
-                f" Shards of {'x'.join(map(str, shards))} ({math.prod(shards) // math.prod(choice.chunks)} "
+                f" Shards of {'x'.join(map(str, shards))} ({math.prod(shards) // math.prod(inner)} "
                 f"chunks) near the {options.shard_mb:g} MiB shard target."
             )
     return out
+
+
+def _file_length(aggregate: Aggregate, dim: str) -> int | None:
+    """The files' common length along ``dim`` (the last file may be shorter), or None."""
+    lengths = [f.ranges[dim][1] - f.ranges[dim][0] for f in aggregate.fragments if dim in f.ranges]
+    if not lengths or len(set(lengths[:-1])) > 1 or lengths[-1] > lengths[0]:
+        return None
+    return lengths[0]
+
+
+def _align_to_files(layout: dict[str, Any], axis: int, file_length: int | None) -> None:
+    """Round an automatic time chunk to whole files (or a divisor of a file's length), so that
+    blocks of whole source and target chunks stay small and the copy is direct: a chunk of
+    517 steps over files of 30 would need an intermediate store."""
+    chunk = layout["chunks"][axis]
+    if not file_length or chunk % file_length == 0 or file_length % chunk == 0:
+        return
+    if chunk > file_length:
+        aligned = chunk // file_length * file_length
+    else:
+        aligned = max(d for d in range(1, chunk + 1) if file_length % d == 0)
+    itemsize = layout["chunk_bytes"] // max(1, math.prod(layout["chunks"]))
+    layout["chunks"] = [aligned if a == axis else c for a, c in enumerate(layout["chunks"])]
+    layout["chunk_bytes"] = math.prod(layout["chunks"]) * itemsize
+    layout["reason"] += (
+        f" The time chunk is {aligned} rather than {chunk}, to hold whole files of {file_length} steps "
+        "(a direct copy, no intermediate store)."
+    )
 
 
 def shard_shape(

@@ -110,6 +110,9 @@ def test_zarr_project_validates_and_opens_from_its_stac_item(
                 assert chunks[1:] != ref[name].shape[1:]
             else:
                 assert chunks[1:] == ref[name].shape[1:], chunks  # whole maps
+                # whole 30-day files per chunk, or a divisor: copied directly, no intermediate
+                assert chunks[0] % 30 == 0 or 30 % chunks[0] == 0, chunks
+                assert product["copy_plans"][name]["kind"] == "direct"
     with (
         xr.open_dataset(
             store, engine="zarr", consolidated=not v3, mask_and_scale=False, decode_times=False

@@ -541,9 +541,19 @@ def _product_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str
 def _zarr_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, Any]]:
     """A Zarr store, under DataPoint's ``zstore`` key: it detects Zarr by the exact media type
     ``application/vnd+zarr`` and needs consolidated (v2) metadata (research note 2.2)."""
-    zarr_format = 3 if str(product.get("layout")) == "zarr3" else 2
+    layout = str(product.get("layout"))
+    zarr_format = 3 if layout.startswith("zarr3") else 2
     consolidated = zarr_format == 2
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated, "chunks": {}}
+    if layout.endswith("-zip"):
+        # one zip file: xarray opens it as "zip::" + href (fsspec), which the asset says
+        title = f"Zarr v{zarr_format} store in a zip file, revision {product.get('revision')}"
+        fields = _asset(
+            product, href, "application/zip", title, ["data", "zarr", "archive"], "zarr", open_kwargs
+        )
+        fields.update({"zarr:consolidated": consolidated, "zarr:zarr_format": zarr_format})
+        fields[f"{PREFIX}:open_href"] = f"zip::{href}"
+        return ZARR_ASSET, {**fields, "open_zarr_kwargs": {"consolidated": consolidated}}
     title = f"Zarr v{zarr_format} store, revision {product.get('revision')}"
     fields = _asset(product, href, ZARR_MEDIA, title, ["data", "zarr"], "zarr", open_kwargs)
     fields.update({"zarr:consolidated": consolidated, "zarr:zarr_format": zarr_format})

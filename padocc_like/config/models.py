@@ -96,6 +96,10 @@ class ZarrOptions(_Model):
     chunks: dict[str, int] | None = None
     """Explicit chunk sizes by dimension name (``-1``: the whole dimension); dimensions left
     out are chosen by ``pattern``."""
+    store: Literal["directory", "zip"] = "directory"
+    """Where the store is written: a directory (``r<N>.zarr``), or one zip file
+    (``r<N>.zarr.zip``, entries stored uncompressed: its chunks are compressed already) to
+    move or publish as a single object; xarray opens it as ``"zip::" + path``."""
     shard_mb: float | None = Field(None, gt=0)
     """Zarr v3 only (``format: 3``): group chunks into shards of about this size, one storage
     object each (fewer objects on an object store, reads still by chunk)."""

@@ -200,7 +200,11 @@ def estimate_kind(
     scale = n_entries / len(scans)
     if kind is ProductKind.ZARR:
         if agg is None:
-            return {"n_refs": 0, "layout": f"zarr{project.product.zarr.format}"}
+            return {
+                "n_refs": 0,
+                "layout": f"zarr{project.product.zarr.format}"
+                + ("-zip" if project.product.zarr.store == "zip" else ""),
+            }
         from ..writers.zarr import chunk_layouts
 
         layouts = chunk_layouts(agg, project.product.zarr)
@@ -210,7 +214,8 @@ def estimate_kind(
         )
         return {
             "n_refs": n_chunks,
-            "layout": f"zarr{project.product.zarr.format}",
+            "layout": f"zarr{project.product.zarr.format}"
+            + ("-zip" if project.product.zarr.store == "zip" else ""),
             "chunks": {v: lay["chunks"] for v, lay in layouts.items()},
             "uncompressed_bytes": sum(
                 math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in agg.variables.values()

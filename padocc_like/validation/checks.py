@@ -99,8 +99,13 @@ def product_urls(path: str, layout: str) -> set[str]:
     resolved as CF-1.13 says)."""
     if layout == CFA_LAYOUT:
         return fragment_urls(read_aggregations(path))
-    if layout in ("zarr2", "zarr3"):
+    if layout.startswith("zarr"):
         # a store copied from the sources: the writer lists them beside its metadata
+        if layout.endswith("-zip"):
+            import zipfile
+
+            with zipfile.ZipFile(path) as zf:
+                return set(json.loads(zf.read(".padocc-sources.json"))["sources"])
         with open(Path(path) / ".padocc-sources.json") as f:
             return set(json.load(f)["sources"])
     if layout == "json":
@@ -890,7 +895,7 @@ def _validate(
             frozenset(reencoded),
             mode,
             project.validation.sample_fraction,
-            variable_major=layout_name in ("zarr2", "zarr3"),
+            variable_major=layout_name.startswith("zarr"),
         )
         jobs = [values.FileJob(s.url, layout.ranges[s.url], specs[s.url], metas[s.url]) for s in sources]
         seen: set[str] = set()

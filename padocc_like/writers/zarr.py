@@ -23,13 +23,14 @@ import math
 import os
 import shutil
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._io import atomic_write_text, replace_directory, sha256_tree, utc_now
+from .._io import atomic_file, atomic_write_text, replace_directory, sha256_file, sha256_tree, utc_now
 from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, FragmentedVariable, decode_fill_value
 from ..references.read import read_aggregated_region
@@ -58,6 +59,7 @@ class ZarrSettings:
     chunks: dict[str, int] | None = None
     memory_limit_mb: float = 256.0
     shard_mb: float | None = None
+    store: str = "directory"
 
 
 class ZarrWriter:
@@ -82,28 +84,38 @@ class ZarrWriter:
                 chunks=dict(z.chunks) if z.chunks else None,
                 memory_limit_mb=z.memory_limit_mb,
                 shard_mb=z.shard_mb,
+                store=z.store,
             )
         )
 
     def layout_for(self, aggregate: Aggregate) -> str:
-        return f"zarr{self.options.format}"
+        return f"zarr{self.options.format}" + ("-zip" if self.options.store == "zip" else "")
 
     @staticmethod
     def target_name(revision: int, layout: str) -> str:
-        return f"r{revision}.zarr"
+        return f"r{revision}.zarr" + (".zip" if layout.endswith("-zip") else "")
 
     def write(self, aggregate: Aggregate, target: Path, *, layout: str, revision: int) -> ProductRecord:
-        if layout not in ("zarr2", "zarr3"):
-            raise ProductError(f"unknown zarr layout {layout!r} (expected zarr2 or zarr3)")
-        n_chunks = write_store(aggregate, target, self.options)
-        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        if layout not in LAYOUTS:
+            raise ProductError(f"unknown zarr layout {layout!r} (expected one of {', '.join(LAYOUTS)})")
+        if layout.endswith("-zip"):
+            # built as a directory (resumable), packed into the zip file in place of publishing it
+            directory = target.with_name(target.name.removesuffix(".zip"))
+            n_chunks = write_store(
+                aggregate, directory, self.options, publish=lambda work: _zip_store(work, target)
+            )
+            size, sha = target.stat().st_size, sha256_file(target)
+        else:
+            n_chunks = write_store(aggregate, target, self.options)
+            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+            sha = sha256_tree(target)
         return ProductRecord(
             kind=str(self.kind),
             revision=revision,
             path=str(target),
             layout=layout,
             size=size,
-            sha256=sha256_tree(target),
+            sha256=sha,
             n_refs=n_chunks,
             created=utc_now(),
             media_type=MEDIA_TYPE,
@@ -113,8 +125,29 @@ class ZarrWriter:
         """Open with ``xarray.open_dataset(engine="zarr")``, as users do."""
         import xarray as xr
 
-        consolidated = record.layout == "zarr2"
-        return xr.open_dataset(record.path, engine="zarr", consolidated=consolidated, **kwargs)
+        consolidated = record.layout.startswith("zarr2")
+        path = f"zip::{record.path}" if record.layout.endswith("-zip") else record.path
+        return xr.open_dataset(path, engine="zarr", consolidated=consolidated, **kwargs)
+
+
+LAYOUTS = ("zarr2", "zarr3", "zarr2-zip", "zarr3-zip")
+"""Zarr format, and ``-zip`` for a store in one zip file."""
+
+
+def _zip_store(directory: Path, target: Path) -> None:
+    """Pack the finished store ``directory`` into the zip file ``target`` (entries in sorted
+    order, stored, fixed timestamps: the same store gives the same bytes), atomically, then
+    remove the directory."""
+    import zipfile
+
+    with atomic_file(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(directory).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_STORED
+            with path.open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)  # a shard can be large: streamed
+    shutil.rmtree(directory)
 
 
 def chunk_layouts(aggregate: Aggregate, options: Any) -> dict[str, dict[str, Any]]:
@@ -387,17 +420,25 @@ def _job(aggregate: Aggregate, options: ZarrSettings, layouts: dict[str, dict[st
 
 
 def read_provenance(store: Path) -> dict[str, Any]:
-    """What the writer recorded beside a store (:data:`SOURCES_FILE`)."""
+    """What the writer recorded beside a store (:data:`SOURCES_FILE`), in a directory or a
+    zip file."""
+    if store.is_file():
+        import zipfile
+
+        with zipfile.ZipFile(store) as zf:
+            return json.loads(zf.read(SOURCES_FILE))
     return json.loads((store / SOURCES_FILE).read_text())
 
 
-def write_store(aggregate: Aggregate, target: Path, options: ZarrSettings) -> int:
+def write_store(
+    aggregate: Aggregate, target: Path, options: ZarrSettings, publish: Callable[[Path], None] | None = None
+) -> int:
     """Write the store at ``target`` (replacing one there) and return the number of chunks.
 
     The store is built in ``.<name>.inprogress`` beside ``target``, block by block under
     the memory limit (:func:`padocc_like.zarrstore.copy.plan_copy`), recording finished
     blocks; an interrupted write of the same job resumes there. The finished store gets
-    consolidated metadata (v2) and is renamed into place."""
+    consolidated metadata (v2) and is renamed into place (or handed to ``publish``)."""
     layouts = chunk_layouts(aggregate, options)
     job = _job(aggregate, options, layouts)
     work = target.parent / f".{target.name}{INPROGRESS}"
@@ -430,7 +471,10 @@ def write_store(aggregate: Aggregate, target: Path, options: ZarrSettings) -> in
     provenance = {"sources": aggregate.urls, "layouts": layouts, "copy_plans": plans}
     (work / SOURCES_FILE).write_text(json.dumps(provenance, indent=1))
     _fsync_tree(work)
-    replace_directory(work, target)
+    if publish is not None:  # e.g. packed into a zip file
+        publish(work)
+    else:
+        replace_directory(work, target)
     return n_chunks
 
 

@@ -66,8 +66,9 @@ def _compare(store: xr.Dataset, ref: xr.Dataset) -> None:
         ("{pattern: timeseries, target_chunk_mb: 0.05}", "timeseries"),
         ("{format: 3, codec: zlib}", None),
         ("{format: 3, target_chunk_mb: 0.01, shard_mb: 0.1}", "sharded"),
+        ("{store: zip}", None),
     ],
-    ids=["v2-maps", "v2-timeseries", "v3-zlib", "v3-sharded"],
+    ids=["v2-maps", "v2-timeseries", "v3-zlib", "v3-sharded", "v2-zip"],
 )
 def test_zarr_project_validates_and_opens_from_its_stac_item(
     tmp_path: Path, archive, write_group, zarr: str, pattern_chunks: str | None
@@ -82,9 +83,16 @@ def test_zarr_project_validates_and_opens_from_its_stac_item(
     product = _state(group)["products"][-1]
     assert product["kind"] == "zarr" and product["status"] == "valid"
     store = Path(product["path"])
-    v3 = "format: 3" in zarr
-    assert product["layout"] == ("zarr3" if v3 else "zarr2")
-    assert (store / ".zmetadata").is_file() != v3
+    v3, zipped = "format: 3" in zarr, "store: zip" in zarr
+    assert product["layout"] == ("zarr3" if v3 else "zarr2") + ("-zip" if zipped else "")
+    if zipped:  # one file holding the store, opened through fsspec's zip filesystem
+        import zipfile
+
+        assert store.name == "r1.zarr.zip" and store.is_file()
+        assert ".zmetadata" in zipfile.ZipFile(store).namelist()
+        store = f"zip::{store}"
+    else:
+        assert (store / ".zmetadata").is_file() != v3
     layout = product["chunk_layout"]
     assert set(layout) >= {"time", "lat", "lon"}
     assert report["product"]["chunk_layout"] == layout  # the report records the layout
@@ -125,11 +133,17 @@ def test_zarr_project_validates_and_opens_from_its_stac_item(
 
     item = json.loads((project_paths(group.work_dir, "p").catalog / "item.json").read_text())
     asset = item["assets"]["zstore"]
-    assert asset["type"] == "application/vnd+zarr" and asset["cloud_format"] == "zarr"
+    assert asset["type"] == ("application/zip" if zipped else "application/vnd+zarr")
+    assert asset["cloud_format"] == "zarr"
     assert asset["zarr:consolidated"] is (not v3) and asset["zarr:zarr_format"] == (3 if v3 else 2)
     href = asset["href"]
     if not Path(href).is_absolute():
         href = str((project_paths(group.work_dir, "p").catalog / href).resolve())
+    if zipped:
+        assert (
+            asset["type"] == "application/zip" and asset["padocc_like:open_href"] == f"zip::{asset['href']}"
+        )
+        href = f"zip::{href}"
     with xr.open_dataset(href, **asset["xarray:open_kwargs"]) as ds:
         assert set(ds.data_vars) == set(ref.data_vars)
 

@@ -302,6 +302,34 @@ def _choose_intermediate(
             raise AssertionError("no intermediate chunking fits although both chunks do")
         best = min(options, key=lambda a: (need([*inter[:a], math.gcd(src[a], dst[a]), *inter[a + 1 :]]), a))
         inter[best] = math.gcd(src[best], dst[best])
+    return _grow_intermediate(shape, dst, inter, cap_elems, need)
+
+
+INTERMEDIATE_TARGET_ELEMS = 1 << 20
+"""Grow intermediate chunks towards this many elements (4 MiB of float32): ``min(src, dst)``
+can be tiny (one file's steps of one output tile), and an intermediate store of many tiny
+chunks costs more than the data it holds."""
+
+
+def _grow_intermediate(
+    shape: tuple[int, ...], dst: tuple[int, ...], inter: list[int], cap_elems: int, need: Any
+) -> tuple[int, ...]:
+    """Grow ``inter`` along each axis, first axis first, by multiples that divide the target
+    chunk (so pass 2 stays aligned) while both passes' smallest blocks fit the cap, until an
+    intermediate chunk reaches :data:`INTERMEDIATE_TARGET_ELEMS`."""
+    for axis in range(len(shape)):
+        while math.prod(inter) < INTERMEDIATE_TARGET_ELEMS:
+            step, limit = inter[axis], min(dst[axis], max(shape[axis], 1))
+            grown = next(
+                (k * step for k in range(2, limit // step + 1) if dst[axis] % (k * step) == 0),
+                None,
+            )
+            if grown is None:
+                break
+            trial = [*inter[:axis], grown, *inter[axis + 1 :]]
+            if need(trial) > cap_elems or math.prod(trial) > INTERMEDIATE_TARGET_ELEMS * 2:
+                break
+            inter = trial
     return tuple(inter)
 
 

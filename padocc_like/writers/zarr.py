@@ -1,16 +1,19 @@
 """Zarr products: a real store copied from the sources, rechunked for how it is read.
 
-One store per revision, ``r<N>.zarr``: Zarr v2 with consolidated metadata (``.zmetadata``)
-by default, or Zarr v3. Every variable keeps its stored type, fill value and CF attributes
+One store per revision: ``r<N>.zarr``, Zarr v2 with consolidated metadata (``.zmetadata``)
+by default or Zarr v3 (optionally sharded), or the same packed in one zip file
+(``r<N>.zarr.zip``). Every variable keeps its stored type, fill value and CF attributes
 (``scale_factor``, ``units``, ``calendar``...), so the store decodes to the sources' values;
 only the chunking and the compressor change. The chunk layout comes from the configured
 access pattern (:func:`padocc_like.zarrstore.layout.choose_chunks`) and is recorded, with
 its reasoning, in the product record.
 
-Values are copied one output chunk at a time: variables along the concatenation dims are
-read from the source files' regions (netCDF4-python, no masking or scaling), the others
-from the aggregate's chunk tables. Memory holds one output chunk plus a few open files.
-The store is built under a temporary name and renamed into place when complete.
+Values are copied in blocks planned by :func:`padocc_like.zarrstore.copy.plan_copy` within
+``memory_limit_mb``, directly or through an intermediate store: variables along the
+concatenation dims are read from the source files' regions (h5py, or netCDF4-python for
+netCDF-3 and strings; raw values, no masking or scaling), the others from the aggregate's
+chunk tables. The store is built in ``.r<N>.zarr.inprogress`` with a record of finished
+blocks, so that an interrupted write resumes, and is renamed into place when complete.
 """
 
 from __future__ import annotations

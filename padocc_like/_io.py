@@ -47,6 +47,18 @@ def sha256_tree(directory: Path) -> str:
     return h.hexdigest()
 
 
+def fsync_tree(directory: Path) -> None:
+    """Flush every file and directory under ``directory`` (and itself) to disk, before a
+    directory built in place is published by a rename."""
+    for path in sorted(directory.rglob("*")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(directory)
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

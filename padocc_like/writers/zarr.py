@@ -33,7 +33,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._io import atomic_file, atomic_write_text, replace_directory, sha256_file, sha256_tree, utc_now
+from .._io import (
+    atomic_file,
+    atomic_write_text,
+    fsync_tree,
+    replace_directory,
+    sha256_file,
+    sha256_tree,
+    utc_now,
+)
 from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, FragmentedVariable, decode_fill_value
 from ..references.read import read_aggregated_region
@@ -473,27 +481,12 @@ def write_store(
         zarr.consolidate_metadata(str(work), zarr_format=2)
     provenance = {"sources": aggregate.urls, "layouts": layouts, "copy_plans": plans}
     (work / SOURCES_FILE).write_text(json.dumps(provenance, indent=1))
-    _fsync_tree(work)
+    fsync_tree(work)
     if publish is not None:  # e.g. packed into a zip file
         publish(work)
     else:
         replace_directory(work, target)
     return n_chunks
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file and directory of a finished store to disk before it is published."""
-    for path in sorted(directory.rglob("*")):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Prefixed:
@@ -681,16 +674,6 @@ def _chunk_runs(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, 
                 slice(start, min(start + step, shape[axis])),
                 *(slice(0, n) for n in shape[axis + 1 :]),
             )
-
-
-def _chunk_regions(shape: tuple[int, ...], chunks: tuple[int, ...]) -> Any:
-    """Every output chunk's region, in C order."""
-    if not shape:
-        yield ()
-        return
-    ranges = [range(0, n, c) for n, c in zip(shape, chunks, strict=True)]
-    for starts in itertools.product(*ranges):
-        yield tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, chunks, shape, strict=True))
 
 
 def _json_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,10 @@ class ErrorKind(StrEnum):
     PHASE_ORDER = "phase-order"
     CATALOG = "catalog"
     INTERNAL = "internal"
+    PUBLISH = "publish"
+    UNMAPPED_URL = "unmapped-url"
+    COPY_VERIFICATION = "copy-verification"
+    COPY_CONFLICT = "copy-conflict"
 
 
 class PadoccLikeError(Exception):
@@ -157,16 +161,50 @@ class CatalogError(PadoccLikeError):
     kind = ErrorKind.CATALOG
 
 
+# --- publishing: rewriting references and copying products to their store -----
+class PublishError(PadoccLikeError):
+    """A product could not be rewritten for, or copied to, where consumers read it."""
+
+    kind = ErrorKind.PUBLISH
+
+
+class UnmappedUrlError(PublishError, ValueError):
+    """A product names a source URL that no rule of the URL mapping covers (names URL and rules)."""
+
+    kind = ErrorKind.UNMAPPED_URL
+
+
+class CopyVerificationError(PublishError):
+    """An uploaded object differs from the local file (names object, expected and found)."""
+
+    kind = ErrorKind.COPY_VERIFICATION
+
+    def __init__(self, message: str, *, key: str = "", expected: str = "", found: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.found = found
+
+
+class CopyConflictError(PublishError):
+    """The destination already holds objects that are not this product's (names them)."""
+
+    kind = ErrorKind.COPY_CONFLICT
+
+
 __all__ = [
     "AggregationError",
     "CatalogError",
     "ConfigError",
+    "CopyConflictError",
+    "CopyVerificationError",
     "ErrorKind",
     "NoSourcesError",
     "NotRepresentableError",
     "PadoccLikeError",
     "PhaseOrderError",
     "ProductError",
+    "PublishError",
     "ScanError",
     "SourceError",
     "SourceNotFoundError",
@@ -174,6 +212,7 @@ __all__ = [
     "StateError",
     "StateLockedError",
     "UnknownPluginError",
+    "UnmappedUrlError",
     "UnsupportedFeatureError",
     "UnsupportedFormatError",
     "ValidationFailedError",

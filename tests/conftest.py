@@ -66,3 +66,34 @@ def archive(tmp_path: Path):
         return make_archive(tmp_path / subdir, spec)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One loopback SeaweedFS S3 server for the session (``tests/s3server.py``).
+
+    Skips when the ``weed`` binary is missing, but fails in CI, which must run the s3 tests.
+    """
+    from s3server import SeaweedServer
+
+    reason = SeaweedServer.available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the s3 tests: {reason}")
+        pytest.skip(reason)
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, uniquely named (empty) bucket on the session's S3 server."""
+    import uuid
+
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name

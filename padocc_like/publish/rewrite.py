@@ -234,11 +234,11 @@ def rewrite_kerchunk_parquet(src_dir: Path, dst_dir: Path, mapping: UrlMapping) 
     unchanged. The directory is built under a temporary name and renamed into place.
     """
     try:
-        import fastparquet
         import numpy as np
         import pandas as pd
+        import pyarrow.parquet as pq
     except ImportError as err:  # pragma: no cover - depends on extras
-        raise PublishError("rewriting Parquet references needs fastparquet and pandas") from err
+        raise PublishError("rewriting Parquet references needs pyarrow, fastparquet and pandas") from err
     if not (src_dir / ".zmetadata").is_file():
         raise PublishError(f"{src_dir}: not a Parquet reference directory (no .zmetadata)")
     count = _Counter(mapping)
@@ -250,15 +250,17 @@ def rewrite_kerchunk_parquet(src_dir: Path, dst_dir: Path, mapping: UrlMapping) 
             if not re.fullmatch(r"refs\.\d+\.parq", path.name):
                 shutil.copyfile(path, out)
                 continue
-            frame = fastparquet.ParquetFile(str(path)).to_pandas()
-            paths = frame["path"].to_numpy(dtype=object, na_value=None)
-            new = np.asarray([None if p is None else count(str(p)) for p in paths], dtype=object)
-            raw = frame["raw"].to_numpy(dtype=object, na_value=None) if "raw" in frame else None
-            columns: dict[str, Any] = {"path": new}
-            for name in frame.columns:
+            table = pq.read_table(path)  # read and closed (fastparquet's reader keeps the file open)
+            columns: dict[str, Any] = {}
+            for name in table.column_names:
+                column = table.column(name)
                 if name == "path":
-                    continue
-                columns[name] = raw if name == "raw" else frame[name].to_numpy()
+                    paths = column.to_pylist()
+                    columns[name] = np.asarray([None if u is None else count(u) for u in paths], dtype=object)
+                elif name == "raw":
+                    columns[name] = np.asarray(column.to_pylist(), dtype=object)
+                else:
+                    columns[name] = column.to_numpy()
             pd.DataFrame(columns).to_parquet(
                 out,
                 engine="fastparquet",

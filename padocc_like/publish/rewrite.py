@@ -65,7 +65,7 @@ class UrlMapping:
     rest of a local URL is percent-encoded again when the target is ``file://`` or
     ``http(s)://``, and left decoded for a plain path or another scheme (``s3://``).
 
-    An URL no rule covers raises :class:`~padocc_like.errors.UnmappedUrlError` (naming the URL
+    A URL no rule covers raises :class:`~padocc_like.errors.UnmappedUrlError` (naming the URL
     and the rules) with ``unmapped="error"``, or is left as it is with ``"keep"``.
 
     Rules are checked at construction: a prefix may not be empty, a source prefix may not be

@@ -24,6 +24,7 @@ messages or records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -292,7 +293,8 @@ def copy_product(
     is not uploaded again, so a rerun over a complete, identical copy is a verified no-op.
 
     Raises :class:`~padocc_like.errors.CopyVerificationError` (naming the object, the
-    expected and the found value) when an upload does not verify, and
+    expected and the found value) when an upload does not verify (the bad object is deleted,
+    best effort, and the copy stops there: a tree's entry points are not uploaded), and
     :class:`~padocc_like.errors.CopyConflictError` when ``dest`` holds foreign objects or a
     different complete product. Returns the :class:`CopyRecord` only when every object verified.
     """
@@ -318,6 +320,8 @@ def copy_product(
         uploaded += 1
         diff = _check(fs, path, obj, how)
         if diff is not None:
+            with contextlib.suppress(Exception):  # leave no bad object where readers look
+                fs.rm_file(path)
             raise CopyVerificationError(
                 f"{_url(fs, path)} does not verify after upload: expected {diff[0]}, found {diff[1]}",
                 key=obj.key,

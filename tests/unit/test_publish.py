@@ -451,6 +451,7 @@ def test_corrupted_upload_is_detected(built, cls, what):
         assert e.key == "" and e.expected.startswith(what) and e.found.startswith(what)
         assert e.expected != e.found and "/p/r1.json" in e.message and e.found in e.message
         assert e.to_dict()["kind"] == "copy-verification"
+        assert not fs.exists(dest)  # the bad object is not left where readers look
     finally:
         remove_partial(fs, dest)
 
@@ -568,3 +569,14 @@ def test_copy_to_s3_like_store_verifies_etags(built, tmp_path):
             copy_product(built["json"], fs, f"{top}/q/r1.json")
     finally:
         fs.rm(top, recursive=True)
+
+
+def test_a_failed_tree_copy_never_has_its_entry_point(built):
+    fs = FlippingFS(skip_instance_cache=True)
+    dest = f"memory://bad-{uuid.uuid4().hex}/p/r1.parq"
+    try:
+        with pytest.raises(CopyVerificationError) as err:
+            copy_product(built["parquet"], fs, dest)
+        assert err.value.key.endswith(".parq") and not fs.exists(f"{dest}/.zmetadata")
+    finally:
+        remove_partial(fs, dest)

@@ -336,15 +336,15 @@ segment = st.text(alphabet="abcxyz_-. ", min_size=1, max_size=6).filter(lambda s
 @settings(max_examples=200, deadline=None)
 @given(parts=st.lists(segment, min_size=1, max_size=6), cut=st.data(), file_form=st.booleans())
 def test_property_the_longest_covering_prefix_is_used(parts, cut, file_form):
-    from urllib.parse import quote
+    from urllib.parse import quote, unquote
 
     path = "/" + "/".join(parts)
     dirs = ["/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts))] or ["/"]
     chosen = cut.draw(st.lists(st.sampled_from(dirs), min_size=1, unique=True))
     rules = [(f"file://{quote(d)}" if file_form and i % 2 else d, f"/t{i}/") for i, d in enumerate(chosen)]
     m = UrlMapping([r for r in rules if r[0] not in ("/", "file:///")] or [("/", "/t/")])
-    best = max((r for r in m.rules), key=lambda r: len(r[0].removeprefix("file://")))
-    source = best[0].removeprefix("file://").replace("%20", " ")
+    best = max(m.rules, key=lambda r: len(unquote(r[0].removeprefix("file://"))))  # decoded length
+    source = unquote(best[0].removeprefix("file://"))
     expected = best[1] + path[len(source) :]
     assert m.map(path) == expected
     assert m.map("file://" + quote(path)) == expected

@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,10 +70,27 @@ def run(
     force: bool = False,
     workers: int | None = None,
     on_outcome: Callable[[PhaseOutcome], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[PhaseOutcome]:
-    """Run ``phases`` (in pipeline order) over ``projects`` (default: all)."""
-    from .runners.local import run_phases
+    """Run ``phases`` (in pipeline order) over ``projects`` (default: all). Store credentials
+    come from ``env`` (default: the process environment)."""
+    from . import storage
+    from .config.load import group_stores
+    from .runners.local import run_phases, storage_for
 
+    with storage.using(storage_for(group_stores(group.config, group.profile), env)):
+        return _run(group, phases, projects, force, workers, on_outcome, run_phases)
+
+
+def _run(
+    group: Group,
+    phases: Iterable[Phase | str],
+    projects: Sequence[ResolvedProject] | None,
+    force: bool,
+    workers: int | None,
+    on_outcome: Callable[[PhaseOutcome], None] | None,
+    run_phases: Callable[..., list[PhaseOutcome]],
+) -> list[PhaseOutcome]:
     wanted = {Phase(p) for p in phases}
     ordered = [p for p in PHASE_ORDER if p in wanted]
     ctx = RunContext(

@@ -34,6 +34,10 @@ class ErrorKind(StrEnum):
     PHASE_ORDER = "phase-order"
     CATALOG = "catalog"
     INTERNAL = "internal"
+    STORAGE = "storage"
+    STORAGE_ACCESS = "storage-access"
+    STORAGE_NOT_FOUND = "storage-not-found"
+    STORAGE_UNAVAILABLE = "storage-unavailable"
     PUBLISH = "publish"
     UNMAPPED_URL = "unmapped-url"
     COPY_VERIFICATION = "copy-verification"
@@ -217,3 +221,28 @@ __all__ = [
     "UnsupportedFormatError",
     "ValidationFailedError",
 ]
+
+
+# --- storage: a store (a bucket, a server) refused or failed a request ----------
+class StorageError(PadoccLikeError):
+    """A named store is misconfigured or a request to it failed."""
+
+    kind = ErrorKind.STORAGE
+
+
+class StorageAccessError(StorageError, PermissionError):
+    """A store refused the credentials (wrong key, missing variable, no permission)."""
+
+    kind = ErrorKind.STORAGE_ACCESS
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """A bucket or object does not exist."""
+
+    kind = ErrorKind.STORAGE_NOT_FOUND
+
+
+class StorageUnavailableError(StorageError, ConnectionError):
+    """A store did not answer (server down, network), after a few retries."""
+
+    kind = ErrorKind.STORAGE_UNAVAILABLE

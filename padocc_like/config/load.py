@@ -20,6 +20,7 @@ from .models import (
     ProjectOptions,
     ResolvedProject,
     Sources,
+    StoreConfig,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -190,8 +191,42 @@ def resolve_project(
             "phases": [str(p) for p in pipeline.phases],
             "inline_threshold": profile.inline_threshold,
             "materialize_limit_mb": profile.materialize_limit_mb,
+            **_project_stores(project, group, profile),
         }
     )
+
+
+def group_stores(group: GroupConfig, profile: ProfileConfig) -> dict[str, StoreConfig]:
+    """The named stores of a group: the profile's, then the group file's (which win by name)."""
+    return {**profile.stores, **group.stores}
+
+
+def _project_stores(project: ProjectConfig, group: GroupConfig, profile: ProfileConfig) -> dict[str, Any]:
+    """The stores ``project`` names (checked to exist and, where written, to be writable)."""
+    stores = group_stores(group, profile)
+    used: dict[str, StoreConfig] = {}
+
+    def need(name: str, role: str, write: bool) -> None:
+        if name not in stores:
+            known = ", ".join(sorted(stores)) or "none are defined"
+            raise ConfigError(
+                f"project {project.id!r}: {role} names store {name!r}, which is not defined ({known})"
+            )
+        if write and not stores[name].writable:
+            raise ConfigError(f"project {project.id!r}: {role} store {name!r} is read only")
+        used[name] = stores[name]
+
+    if project.sources.store:
+        need(project.sources.store, "sources", write=False)
+    if group.products_store:
+        need(group.products_store, "products_store", write=True)
+    if group.publish:
+        need(group.publish.store, "publish", write=True)
+    return {
+        "stores": {k: v.model_dump(mode="json", by_alias=True, exclude_none=True) for k, v in used.items()},
+        "products_store": group.products_store,
+        "publish": group.publish.model_dump(mode="json", by_alias=True) if group.publish else None,
+    }
 
 
 def discover_projects(entry: DiscoverConfig, base_dir: Path, source: str) -> list[ProjectConfig]:
@@ -251,18 +286,22 @@ def load_group(path: str | Path) -> Group:
     )
 
 
-def expand_sources(sources: Sources, base_dir: Path) -> list[str]:
-    """The file paths named by a project's sources, absolute, in a stable order."""
+def expand_sources(sources: Sources, base_dir: Path, store: StoreConfig | None = None) -> list[str]:
+    """The files named by a project's sources, in a stable order: absolute paths, or URLs
+    (``s3://bucket/key``, ``https://...``) for files in a remote store."""
+    if store is not None and store.protocol != "file":
+        return sorted(expand_remote(sources, base_dir, store))
+    root = Path(store.root_url).expanduser() if store is not None else base_dir
 
-    def absolute(p: str) -> str:
+    def absolute(p: str, base: Path = root) -> str:
         p = p.removeprefix("file://")
         q = Path(p).expanduser()
-        return str(q if q.is_absolute() else (base_dir / q).resolve())
+        return str(q if q.is_absolute() else (base / q).resolve())
 
     if sources.files is not None:
         return [absolute(p) for p in sources.files]
     if sources.list_file is not None:
-        lf = Path(absolute(sources.list_file))
+        lf = Path(absolute(sources.list_file, base_dir))
         try:
             lines = lf.read_text().splitlines()
         except FileNotFoundError as err:
@@ -274,3 +313,39 @@ def expand_sources(sources: Sources, base_dir: Path) -> list[str]:
     for pattern in patterns:
         found.update(globmod.glob(absolute(pattern), recursive=True))
     return sorted(p for p in found if Path(p).is_file())
+
+
+def expand_remote(sources: Sources, base_dir: Path, store: StoreConfig) -> dict[str, dict[str, Any] | None]:
+    """The remote files named by ``sources`` in ``store``, each with its identity when a
+    listing gave it (``None``: stat it). Keys in ``files`` and list files are relative to the
+    store's location (full URLs inside the store are accepted too)."""
+    from .. import storage
+
+    root = store.root_url.rstrip("/")
+
+    def url(key: str) -> str:
+        if "://" in key:
+            if not key.startswith(root + "/"):
+                raise ConfigError(f"source {key!r} is not inside store location {root}")
+            return key
+        return f"{root}/{key.lstrip('/')}"
+
+    if sources.files is not None:
+        return {url(k): None for k in sources.files}
+    if sources.list_file is not None:
+        lf = Path(sources.list_file).expanduser()
+        lf = lf if lf.is_absolute() else base_dir / lf
+        try:
+            lines = lf.read_text().splitlines()
+        except FileNotFoundError as err:
+            raise ConfigError(f"list file {lf} not found") from err
+        return {url(e.strip()): None for e in lines if e.strip() and not e.strip().startswith("#")}
+    if store.protocol != "s3":
+        raise ConfigError(
+            f"sources in a {store.protocol} store need 'files' or 'list_file' (it cannot be listed)"
+        )
+    patterns = [sources.glob] if isinstance(sources.glob, str) else list(sources.glob or [])
+    found: dict[str, dict[str, Any] | None] = {}
+    for pattern in patterns:
+        found.update(storage.list_remote(url(pattern)))
+    return found

@@ -16,6 +16,7 @@ pipeline < group ``defaults`` < discover entry ``options`` < the project itself.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,17 +33,168 @@ class _Model(BaseModel):
     )
 
 
+# --- named stores --------------------------------------------------------------
+SECRET_KEYS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "access_key",
+        "secret_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "session_token",
+        "client_secret",
+    }
+)
+"""Keys that would put a secret into YAML: rejected with a message saying where secrets go."""
+
+
+class Credentials(_Model):
+    """How a store's credentials are obtained at run time. The YAML names where the secrets
+    are (environment variables, a profile, a credentials file), never the secrets."""
+
+    source: Literal["env", "profile", "file", "anonymous"] = "env"
+    """``env``: from the environment variables named below; ``profile``: a named profile of
+    the standard AWS configuration (``~/.aws/credentials``); ``file``: a credentials file in
+    that format at ``path``; ``anonymous``: unsigned requests (public buckets)."""
+    access_key_env: str = "AWS_ACCESS_KEY_ID"
+    """With ``source: env``: the variable holding the access key id."""
+    secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    """With ``source: env``: the variable holding the secret access key."""
+    token_env: str | None = None
+    """With ``source: env``: the variable holding a session token, if any."""
+    profile: str | None = None
+    """With ``source: profile`` or ``file``: the profile (section) name (default ``default``)."""
+    path: str | None = None
+    """With ``source: file``: the credentials file."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        return _reject_secrets(data, "credentials")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Credentials:
+        if self.source == "file" and not self.path:
+            raise ValueError("credentials: source 'file' needs 'path' (the credentials file)")
+        if self.source == "profile" and not self.profile:
+            raise ValueError("credentials: source 'profile' needs 'profile' (its name)")
+        return self
+
+
+def _reject_secrets(data: Any, where: str) -> Any:
+    if isinstance(data, dict):
+        for key in data:
+            if str(key).lower() in SECRET_KEYS:
+                raise ValueError(
+                    f"{where}: {key!r} would put a secret into the configuration; name where it is "
+                    "instead (credentials: {source: env, access_key_env: ..., secret_key_env: ...}, "
+                    "a profile, or a credentials file)"
+                )
+    return data
+
+
+class StoreConfig(_Model):
+    """A named place that holds files: a local directory, an S3 bucket (and prefix), or an
+    HTTPS location (read only)."""
+
+    protocol: Literal["file", "s3", "https", "http"]
+    location: str
+    """``file``: a directory; ``s3``: ``bucket`` or ``bucket/prefix`` (``s3://`` optional);
+    ``https``/``http``: the base URL."""
+    endpoint_url: str | None = None
+    """S3 only: the server (JASMIN's object store, a local SeaweedFS); AWS when unset."""
+    region: str | None = None
+    """S3 only: the region to sign requests for."""
+    read_only: bool = False
+    """Never written to (``https``/``http`` stores are always read only)."""
+    credentials: Credentials | None = None
+    """S3 only: how to sign requests (default: the standard AWS environment variables)."""
+    verify_tls: bool = True
+    """Check the server's TLS certificate (turn off only for a test server you trust)."""
+    public_url: str | None = None
+    """Where consumers read this store's objects, when not at its own URL (an ``https://``
+    gateway of a bucket, for example); used by ``finalise`` reference mappings."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        return _reject_secrets(data, "store")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StoreConfig:
+        if self.protocol != "s3" and (self.endpoint_url or self.credentials or self.region):
+            raise ValueError(
+                f"endpoint_url, region and credentials are S3 settings (protocol is {self.protocol!r})"
+            )
+        if self.protocol in ("https", "http") and not self.location.startswith(f"{self.protocol}://"):
+            raise ValueError(f"location of a {self.protocol} store must start with {self.protocol}://")
+        if self.protocol == "s3":
+            bucket = self.location.removeprefix("s3://").strip("/").split("/", 1)[0]
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(f"location {self.location!r}: {bucket!r} is not a valid S3 bucket name")
+        return self
+
+    @property
+    def writable(self) -> bool:
+        return not self.read_only and self.protocol not in ("https", "http")
+
+    @property
+    def root_url(self) -> str:
+        """The store's location as a URL without a trailing slash (a plain path for ``file``)."""
+        if self.protocol == "s3":
+            return "s3://" + self.location.removeprefix("s3://").strip("/")
+        if self.protocol == "file":
+            return self.location.removeprefix("file://").rstrip("/") or "/"
+        return self.location.rstrip("/")
+
+
+StoreName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=64)]
+
+
+class PublishRule(_Model):
+    """One rule of the reference mapping applied when products are finalised."""
+
+    from_: str = Field(alias="from")
+    """Where sources are read during compute (a path or URL prefix)."""
+    to: str
+    """Where consumers read them (an ``https://`` or ``s3://`` URL prefix)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class PublishConfig(_Model):
+    """Where ``finalise`` copies validated products, and how their references are rewritten."""
+
+    store: StoreName
+    """The destination store (one of ``stores``)."""
+    prefix: str = "{group}/{project}"
+    """Key prefix of a project's products within the store (``{group}``, ``{project}``)."""
+    references: list[PublishRule] = Field(default_factory=list)
+    """Source URL mapping, longest prefix first: no built-in default. Leave empty only when
+    the sources are already read at their public location."""
+    unmapped: Literal["error", "keep"] = "error"
+    """A source URL no rule maps: fail (``error``) or publish it unchanged (``keep``)."""
+
+
 # --- sources -----------------------------------------------------------------
 class Sources(_Model):
     """Where a project's files are: exactly one of ``glob``, ``files`` or ``list_file``.
 
-    Relative paths are relative to the group file's directory. Paths may be
-    fsspec URLs (``file://...``); other protocols arrive with object storage.
+    Relative paths are relative to the group file's directory, or to the location of
+    ``store`` when one is named (a bucket prefix, for an ``s3`` store).
     """
 
     glob: str | list[str] | None = None
     files: list[str] | None = None
     list_file: str | None = None
+    store: StoreName | None = None
+    """The named store holding the files (default: the local file system)."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Sources:
@@ -257,6 +409,8 @@ class PipelineConfig(_Model):
 class ProfileConfig(_Model):
     name: Annotated[str, Field(pattern=ID_PATTERN)] = "default"
     description: str = ""
+    stores: dict[StoreName, StoreConfig] = Field(default_factory=dict)
+    """The site's named stores (a group file may add to or replace them by name)."""
     workers: int = Field(1, ge=1, le=512)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     inline_threshold: int = Field(500, ge=0)
@@ -275,6 +429,13 @@ class GroupConfig(_Model):
     defaults: ProjectOptions = Field(default_factory=ProjectOptions)
     projects: list[ProjectConfig] = Field(default_factory=list)
     discover: list[DiscoverConfig] = Field(default_factory=list)
+    stores: dict[StoreName, StoreConfig] = Field(default_factory=dict)
+    """Named stores, added to (or replacing by name) the profile's."""
+    products_store: StoreName | None = None
+    """Where compute writes products (an S3 store, for example): staged in the work directory,
+    then uploaded atomically. Default: the work directory only."""
+    publish: PublishConfig | None = None
+    """What ``finalise`` does with validated products (nothing when unset)."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> GroupConfig:
@@ -307,3 +468,7 @@ class ResolvedProject(_Model):
     phases: list[Phase] = Field(default_factory=lambda: list(Phase))
     inline_threshold: int = 500
     materialize_limit_mb: float = 16.0
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
+    """The stores this project uses (sources, products, publishing), by name."""
+    products_store: str | None = None
+    publish: PublishConfig | None = None

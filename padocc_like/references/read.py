@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScanError
+from ..storage import RangeFile, is_remote
 from .model import MISSING, AggVariable, VariableScan, chunk_grid, decode_fill_value
 
 
@@ -187,8 +188,20 @@ def read_stored_chunks(var: VariableScan, read_range: Callable[[int, int], bytes
 @contextlib.contextmanager
 def file_reader(path: str) -> Iterator[Callable[[int, int], bytes]]:
     """A ``read_range(offset, length)`` over a local file, open for the ``with`` block (opened
-    at the first read: values held inline in the scan need no file)."""
+    at the first read: values held inline in the scan need no file); ranged reads for a
+    file in a remote store."""
     fd: list[int] = []
+    if is_remote(path):
+        with RangeFile(path) as rf:
+
+            def read_remote(offset: int, length: int) -> bytes:
+                data = rf.read(offset, length)
+                if len(data) != length:
+                    raise ScanError(f"{path}: expected {length} bytes at offset {offset}, file is shorter")
+                return data
+
+            yield read_remote
+        return
 
     def read_range(offset: int, length: int) -> bytes:
         if not fd:

@@ -8,15 +8,23 @@ processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import as_completed
 from dataclasses import replace
 
-from ..config.models import ResolvedProject
+from ..config.models import ResolvedProject, StoreConfig
 from ..stages import stage_for
 from ..stages.base import PhaseOutcome, RunContext, run_phase
+from ..storage import Storage
 from ..types import Phase, Status
 from .pool import process_pool
+
+
+def storage_for(stores: Mapping[str, StoreConfig], env: Mapping[str, str] | None = None) -> Storage:
+    """The run's :class:`Storage`: ``stores`` with credentials from ``env`` (default: this
+    process's environment; the only place besides the CLI that reads it)."""
+    return Storage(stores, dict(os.environ) if env is None else env)
 
 
 def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOutcome:

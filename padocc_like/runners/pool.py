@@ -23,7 +23,13 @@ PRELOAD = [
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` processes forked from a preloaded forkserver."""
+    """A pool of ``workers`` processes forked from a preloaded forkserver; each resolves
+    source URLs through the calling process's active :class:`~padocc_like.storage.Storage`
+    (handed over in memory, through the pool's pipe)."""
+    from .. import storage
+
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=storage.activate, initargs=(storage.active(),)
+    )

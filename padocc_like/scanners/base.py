@@ -13,14 +13,19 @@ and the problem. It never drops a variable silently.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
+import logging
 import warnings
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import ScanError, UnknownPluginError, UnsupportedFormatError
 from ..references.model import FileScan
+
+log = logging.getLogger(__name__)
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 HDF4_SIGNATURE = b"\x0e\x03\x13\x01"
@@ -108,10 +113,65 @@ def scanner_for(path: str, head: bytes | None = None) -> type[Scanner]:
     raise UnsupportedFormatError(f"{path}: not a netCDF-3 or HDF5/netCDF4 file (first bytes {head[:8]!r})")
 
 
-def scan_file(path: str, *, inline_threshold: int = 500) -> FileScan:
-    """Sniff the format of ``path`` and scan it with the matching scanner."""
+def scan_file(
+    path: str, *, inline_threshold: int = 500, size: int | None = None, io: IOCounter | None = None
+) -> FileScan:
+    """Sniff the format of ``path`` (a local path, or a URL of a remote store) and scan it
+    with the matching scanner. For a remote file, ``size`` (from the manifest) saves a
+    request and ``io`` adds up the reads."""
+    from .. import storage
+
+    if storage.is_remote(path):
+        return _scan_remote(path, inline_threshold, size, io)
     cls = scanner_for(path)
     return cls(inline_threshold=inline_threshold)(path)
+
+
+@dataclass
+class IOCounter:
+    """Requests and bytes read from remote files, and the files counted."""
+
+    files: int = 0
+    requests: int = 0
+    bytes_read: int = 0
+
+    def add(self, other: IOCounter) -> None:
+        self.files += other.files
+        self.requests += other.requests
+        self.bytes_read += other.bytes_read
+
+
+def _scan_remote(url: str, inline_threshold: int, size: int | None, io: IOCounter | None) -> FileScan:
+    """Scan a remote file with small ranged reads (HDF5, natively), or, for what only a
+    library reading a local file can scan (netCDF-3, HDF5 the native reader declines), a
+    temporary local copy; the scan names the remote URL either way."""
+    from .. import storage
+    from ._hdf5_format import PagedReader
+
+    with storage.RangeFile(url, size=size) as rf:
+        try:
+            reader = PagedReader(rf.read, rf.size, page_size=storage.REMOTE_PAGE_SIZE)
+            head = reader.read(0, min(SNIFF_BYTES, rf.size))
+            cls = scanner_for(url, head)
+            scanner = cls(inline_threshold=inline_threshold)
+            if cls.name == "hdf5" and getattr(scanner, "backend", "auto") != "h5py":
+                from .hdf5_native import NativeUnsupported, scan_native_reader
+
+                try:
+                    return scan_native_reader(url, reader, inline_threshold)
+                except NativeUnsupported as err:
+                    if getattr(scanner, "backend", "auto") == "native":
+                        raise
+                    log.debug("%s: native HDF5 reader declined, reading a local copy: %s", url, err)
+        finally:
+            if io is not None:
+                io.add(IOCounter(1, rf.requests, rf.bytes_read))
+    with storage.local_copy(url) as local:
+        try:
+            scan = cls(inline_threshold=inline_threshold)(local)
+        except ScanError as err:
+            raise type(err)(err.message.replace(local, url)) from err
+    return dataclasses.replace(scan, url=url)
 
 
 def to_json_value(value: Any) -> Any:

@@ -38,14 +38,20 @@ def scan_native(path: str, inline_threshold: int = 500) -> FileScan:
     """Scan an HDF5 file with the native reader; NativeUnsupported if it cannot."""
     fd = os.open(path, os.O_RDONLY)  # FileNotFoundError propagates
     try:
-        source = NativeSource(path, fmt.PagedReader.for_fd(fd))
+        return scan_native_reader(path, fmt.PagedReader.for_fd(fd), inline_threshold)
+    finally:
+        os.close(fd)
+
+
+def scan_native_reader(url: str, reader: fmt.PagedReader, inline_threshold: int = 500) -> FileScan:
+    """Scan the HDF5 file ``url`` read through ``reader`` (a local file or ranged GETs)."""
+    try:
+        source = NativeSource(url, reader)
         return _FileReader(source, inline_threshold).scan()
     except (ScanError, NativeUnsupported):
         raise
     except Exception as err:  # a damaged file can break any assumption of the parser
         raise NativeUnsupported(f"{type(err).__name__}: {err}") from err
-    finally:
-        os.close(fd)
 
 
 def _unshuffle(data: bytes, itemsize: int) -> bytes:

@@ -18,7 +18,8 @@ from .._gc import gc_paused
 from .._io import atomic_write_bytes, sha256_text
 from ..references.model import FileScan
 from ..runners.pool import process_pool
-from ..scanners.base import scan_file
+from ..scanners.base import IOCounter, scan_file
+from ..storage import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,18 @@ SEGMENT_SECONDS = 10.0
 """New scans are saved as a cache segment every this many files or seconds (whichever comes
 first), so that a killed scan resumes from where it was."""
 
+REMOTE_CONCURRENCY = 16
+"""Remote files scanned at once (each waits on ranged reads most of the time)."""
+
 CACHE_FORMAT = "padocc-like/scan-cache"
 SEGMENT_GLOB = "scans-*.pkl"
 
 
 def cache_key(entry: dict[str, Any], inline_threshold: int) -> str:
     """What a file's scan depends on: the package version, the file's identity and the threshold."""
-    fields = (__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold)
+    fields: tuple[Any, ...] = (__version__, entry["url"], entry["size"], entry["mtime_ns"], inline_threshold)
+    if entry.get("etag"):  # a remote object: its ETag changes when it is rewritten
+        fields += (entry["etag"],)
     return sha256_text("\0".join(map(str, fields)))
 
 
@@ -227,13 +233,48 @@ def _shared_map(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _scan_remote_entries(
+    entries: list[dict[str, Any]], todo: list[int], inline_threshold: int, io: IOCounter | None
+) -> Iterator[tuple[int, FileScan]]:
+    """Scan remote files ``REMOTE_CONCURRENCY`` at a time (their time is mostly waiting for
+    ranged reads); yields ``(index, scan)`` in completion order, the first error raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[int, FileScan, IOCounter]:
+        counter = IOCounter()
+        e = entries[i]
+        return (
+            i,
+            scan_file(e["url"], inline_threshold=inline_threshold, size=e.get("size"), io=counter),
+            counter,
+        )
+
+    with ThreadPoolExecutor(max_workers=REMOTE_CONCURRENCY, thread_name_prefix="padocc-like-scan") as pool:
+        futures = [pool.submit(one, i) for i in todo]
+        try:
+            for future in futures:
+                i, scan, counter = future.result()
+                if io is not None:
+                    io.add(counter)
+                yield i, scan
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def scan_entries(
-    entries: list[dict[str, Any]], inline_threshold: int, cache_dir: Path, workers: int = 1
+    entries: list[dict[str, Any]],
+    inline_threshold: int,
+    cache_dir: Path,
+    workers: int = 1,
+    io: IOCounter | None = None,
 ) -> list[FileScan]:
     """Scan manifest entries (cached by URL, size and mtime), in manifest order.
 
     With ``workers > 1`` and enough uncached files, ``workers - 1`` worker
-    processes scan alongside this one. The scans are the same either way.
+    processes scan alongside this one. Remote files are scanned by threads of this
+    process, several at once. The scans are the same either way. ``io`` adds up the
+    requests and bytes read from remote files.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = ScanCache(cache_dir)
@@ -241,7 +282,11 @@ def scan_entries(
     results: list[FileScan | None] = [cache.get(k) for k in keys]
     todo = [i for i, scan in enumerate(results) if scan is None]
     try:
-        if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
+        if any(is_remote(entries[i]["url"]) for i in todo):
+            for i, scan in _scan_remote_entries(entries, todo, inline_threshold, io):
+                results[i] = scan
+                cache.add(keys[i], scan)
+        elif workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
             batches = [todo[j : j + BATCH_FILES] for j in range(0, len(todo), BATCH_FILES)]
             jobs = [
                 ([entries[i]["url"] for i in batch], [keys[i] for i in batch], inline_threshold)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json, read_json
-from ..config.load import expand_sources
+from ..config.load import expand_remote, expand_sources
 from ..config.models import ResolvedProject
 from ..errors import PadoccLikeError, SourcesChangedError
 from ..sources import build_manifest
@@ -17,8 +17,12 @@ from .base import RunContext, StageOutput, config_digest, digest
 
 def current_manifest(project: ResolvedProject) -> dict[str, Any]:
     """The manifest the project's sources resolve to right now."""
-    files = expand_sources(project.sources, Path(project.base_dir))
-    return build_manifest(project.id, files, project.sources.model_dump(exclude_none=True))
+    store = project.stores.get(project.sources.store) if project.sources.store else None
+    spec = project.sources.model_dump(exclude_none=True)
+    if store is not None and store.protocol != "file":
+        found = expand_remote(project.sources, Path(project.base_dir), store)
+        return build_manifest(project.id, sorted(found), spec, identities=found)
+    return build_manifest(project.id, expand_sources(project.sources, Path(project.base_dir), store), spec)
 
 
 def describe_changes(old: list[dict[str, Any]], new: list[dict[str, Any]], limit: int = 3) -> str:

@@ -16,6 +16,7 @@ from ..config.models import ResolvedProject
 from ..errors import AggregationError, NotRepresentableError
 from ..references.combine import CombineOptions, combine, select_variables
 from ..references.model import Aggregate, AggVariable, FileScan
+from ..scanners.base import IOCounter
 from ..sources import verify_manifest
 from ..state.store import ProjectPaths
 from ..types import ProductKind
@@ -270,8 +271,9 @@ def scan_stage(
     chosen = sample_entries(entries, limit)
     sampled = len(chosen) < len(entries)
     t0 = time.perf_counter()
+    io = IOCounter()
     with gc_paused():
-        scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers)
+        scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers, io)
         per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
         report, aggregates, problems = analyse(scans, project, sampled)
     report["files_total"] = len(entries)
@@ -288,6 +290,13 @@ def scan_stage(
         "scan_seconds_per_file": round(per_file_s, 5),
         "compute_seconds": round(per_file_s * len(entries) * 1.2 * len(kinds) + 0.5, 2),
     }
+    if io.files:  # remote files: what scanning them cost
+        report["remote_io"] = {
+            "files": io.files,
+            "requests_per_file": round(io.requests / io.files, 2),
+            "bytes_per_file": round(io.bytes_read / io.files),
+            "seconds_per_file": round(per_file_s, 5),
+        }
     report["product_kind"] = str(kinds[0])
     report["product_kinds"] = [str(k) for k in kinds]
     if not sampled:

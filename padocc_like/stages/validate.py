@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from .._io import atomic_write_json, atomic_write_text, read_json, utc_now
 from ..config.models import ResolvedProject
 from ..errors import PhaseOrderError, ValidationFailedError
@@ -33,12 +34,20 @@ class ProductOpener:
     the product). Picklable, so that validation's worker processes can open it too."""
 
     record: ProductRecord
+    sources_options: dict[str, Any] | None = field(default=None, repr=False)
+    """How to read remote sources (the kerchunk engine's ``remote_protocol`` and
+    ``remote_options``, credentials included: held in memory only)."""
 
     def __call__(self, **kwargs: Any) -> Any:
         if self.record.kind == "kerchunk":
             # xarray's kerchunk engine wraps every variable in dask by default; validation reads
             # whole slabs itself, and the plain zarr arrays underneath read them faster
             kwargs.setdefault("open_dataset_options", {"chunks": None})
+        if self.sources_options and self.record.kind in ("kerchunk", "cfa"):
+            options = self.sources_options
+            if self.record.kind == "cfa":  # fragments are opened with the store's options
+                options = options.get("remote_options", {})
+            kwargs.setdefault("storage_options", dict(options))
         return get_writer(self.record.kind).open_dataset(self.record, **kwargs)
 
 
@@ -63,7 +72,7 @@ def validate_product(
     get_writer(record.kind)  # an unknown kind fails here, before any work
     started, t0 = utc_now(), time.perf_counter()
     findings, stats = validate(
-        ProductOpener(record),
+        ProductOpener(record, storage.sources_options(urls)),
         record.path,
         record.layout,
         urls,

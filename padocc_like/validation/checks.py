@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..config.models import ResolvedProject
+from ..storage import local_path_of
 from ..types import ValidationMode
 from . import values
 from .compare import RAW_OPEN, decoded_open
@@ -651,7 +652,7 @@ def _check_range_hull(name: str, prod: dict[str, Any], sources: list[SourceInfo]
                 lo, hi = _valid_interval(own)
                 if (lo, hi) == (hull_lo, hull_hi):
                     continue
-                with netCDF4.Dataset(source.url) as nc:
+                with netCDF4.Dataset(local_path_of(source.url)) as nc:
                     var = nc[name]
                     var.set_auto_maskandscale(False)
                     stored = np.asarray(var[...])
@@ -871,7 +872,7 @@ def _validate(
                     variable=n,
                 )
             )
-        with netCDF4.Dataset(layout.first_url) as first_nc:
+        with netCDF4.Dataset(local_path_of(layout.first_url)) as first_nc:
             findings.extend(check_attributes(product_raw, sources, first_nc, layout, project, aggregations))
             unpacked = sorted(
                 n
@@ -910,7 +911,7 @@ def _validate(
                 stats["values_compared"] += result.values_compared
                 stats["bytes_compared"] += result.bytes_compared
         # fill values and dtypes of the whole product against the first file
-        with netCDF4.Dataset(layout.first_url) as first_nc:
+        with netCDF4.Dataset(local_path_of(layout.first_url)) as first_nc:
             for name in product_raw.variables:
                 if name in first_nc.variables:
                     src_fill = first_nc.variables[name].__dict__.get("_FillValue")

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..storage import local_path_of
 from ..types import ValidationMode
 from .compare import (
     RAW_OPEN,
@@ -122,7 +123,7 @@ def read_source(
     import netCDF4
     import xarray as xr
 
-    with netCDF4.Dataset(url) as nc:
+    with netCDF4.Dataset(local_path_of(url)) as nc:
         meta = {
             name: VarMeta(
                 tuple(v.dimensions),
@@ -453,8 +454,9 @@ class _Source:
         self._nc: Any = None
         self._h5: Any = None
         self._datasets: dict[str, Any] = {}
+        self.path = local_path_of(url)
         try:
-            self._h5 = h5py.File(url, "r") if h5py.is_hdf5(url) else None
+            self._h5 = h5py.File(self.path, "r") if h5py.is_hdf5(self.path) else None
         except OSError:
             self._h5 = None
 
@@ -462,7 +464,7 @@ class _Source:
         if self._nc is None:
             import netCDF4
 
-            self._nc = netCDF4.Dataset(self.url)
+            self._nc = netCDF4.Dataset(self.path)
             self._nc.set_auto_maskandscale(False)
             self._nc.set_auto_chartostring(False)
         return self._nc

@@ -45,6 +45,7 @@ from .._io import (
 from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, FragmentedVariable, decode_fill_value
 from ..references.read import read_aggregated_region
+from ..storage import local_path_of
 from ..types import ProductKind
 from ..zarrstore.copy import JsonDoneRecord, execute_copy, plan_copy
 from .base import ProductRecord
@@ -279,7 +280,7 @@ class _Files:
         if handles is None:
             import h5py
 
-            path = url.removeprefix("file://")
+            path = local_path_of(url)  # a remote source is downloaded once (whole files are copied)
             h5 = None
             try:
                 if h5py.is_hdf5(path):
@@ -303,7 +304,7 @@ class _Files:
         h5, nc = self._open[url]
         if nc is None:
             try:
-                nc = netCDF4.Dataset(url.removeprefix("file://"))
+                nc = netCDF4.Dataset(local_path_of(url))
             except OSError as err:
                 raise ProductError(f"{url}: cannot open the source to copy {name!r}: {err}") from err
             nc.set_auto_maskandscale(False)
@@ -356,7 +357,7 @@ class _Ranges:
         def read_range(offset: int, length: int) -> bytes:
             fd = self._fds.get(u)
             if fd is None:
-                fd = os.open(self.urls[u].removeprefix("file://"), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(local_path_of(self.urls[u]), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
                 self._fds[u] = fd
                 while len(self._fds) > MAX_OPEN_FILES:
                     os.close(self._fds.popitem(last=False)[1])

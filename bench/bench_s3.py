@@ -214,6 +214,14 @@ class Bench:
                 {"url": f"s3://{BUCKET}/{PREFIX}/{p.name}", "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             )
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of this process and of the S3 server (which shares the machine)."""
+        server = 0.0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{self.server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return time.process_time(), server
+
     def cache_dir(self) -> Path:
         self.n_cache += 1
         return self.tmp / f"cache-{self.n_cache}"
@@ -221,9 +229,12 @@ class Bench:
     def scan_local(self) -> tuple[float, list[Any]]:
         from padocc_like.stages.files import scan_entries
 
+        c0 = time.process_time()
         t0 = time.perf_counter()
         scans = scan_entries(self.local_entries, INLINE_THRESHOLD, self.cache_dir(), workers=1)
-        return time.perf_counter() - t0, scans
+        wall = time.perf_counter() - t0
+        self.last_cpu = (time.process_time() - c0, 0.0)
+        return wall, scans
 
     def scan_s3(self, page_size: int, concurrency: int) -> tuple[float, Any, list[Any]]:
         import padocc_like.stages.files as files_mod
@@ -237,9 +248,12 @@ class Bench:
             patched(storage, "REMOTE_PAGE_SIZE", page_size),
             patched(files_mod, "REMOTE_CONCURRENCY", concurrency),
         ):
+            c0 = self.cpu()
             t0 = time.perf_counter()
             scans = scan_entries(self.s3_entries, INLINE_THRESHOLD, self.cache_dir(), workers=1, io=io)
             wall = time.perf_counter() - t0
+            c1 = self.cpu()
+        self.last_cpu = (c1[0] - c0[0], c1[1] - c0[1])
         return wall, io, scans
 
     def kerchunk(self) -> dict[str, Any]:
@@ -249,6 +263,7 @@ class Bench:
         opts = self.server.storage_options()
         per_file = []
         with FetchCounter() as fc:
+            c0 = self.cpu()
             t0 = time.perf_counter()
             for e in self.s3_entries:
                 t1 = time.perf_counter()
@@ -256,7 +271,14 @@ class Bench:
                     SingleHdf5ToZarr(f, e["url"], inline_threshold=INLINE_THRESHOLD).translate()
                 per_file.append(time.perf_counter() - t1)
             wall = time.perf_counter() - t0
-        return {"wall_s": wall, "per_file_s": per_file, "requests": fc.requests, "bytes_read": fc.bytes_read}
+            c1 = self.cpu()
+        return {
+            "cpu_s": (c1[0] - c0[0], c1[1] - c0[1]),
+            "wall_s": wall,
+            "per_file_s": per_file,
+            "requests": fc.requests,
+            "bytes_read": fc.bytes_read,
+        }
 
     def needed(self, page_size: int) -> list[dict[str, Any]]:
         """Per file: the metadata the parser asks for, and what one S3 scan at ``page_size`` reads."""
@@ -295,10 +317,17 @@ def med(values: list[float]) -> float:
 
 
 def summarise_s3(
-    name: str, page: int, conc: int, runs: list[tuple[float, Any]], n: int, needed: float, local_ms: float
+    name: str,
+    page: int,
+    conc: int,
+    runs: list[tuple[float, Any, tuple[float, float]]],
+    n: int,
+    needed: float,
+    local_ms: float,
 ) -> dict[str, Any]:
-    walls = [w for w, _ in runs]
+    walls = [r[0] for r in runs]
     io = runs[0][1]
+    cpu = runs[walls.index(sorted(walls)[len(walls) // 2])][2]  # the median-wall run's
     ms = 1000 * med(walls) / n
     return {
         "name": name,
@@ -311,6 +340,8 @@ def summarise_s3(
         "requests_per_file": round(io.requests / max(1, io.files), 2),
         "bytes_per_file": round(io.bytes_read / max(1, io.files), 1),
         "ratio_bytes_needed": round(io.bytes_read / max(1, io.files) / needed, 3) if needed else None,
+        "client_cpu_ms_per_file": round(1000 * cpu[0] / n, 3),
+        "server_cpu_ms_per_file": round(1000 * cpu[1] / n, 3),
         "io_identical_over_repeats": len({(r[1].requests, r[1].bytes_read) for r in runs}) == 1,
     }
 
@@ -333,13 +364,14 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"median ({nd['min_bytes'] / 1e3:.1f}{D}{nd['max_bytes'] / 1e3:.1f}), "
         f"{100 * nd['median_fraction_of_file']:.2f}% of the file; {nd['median_parser_reads']:.0f} reads by the parser.",
         "",
-        "| scan | page size | concurrency | ms/file | vs local | requests/file | bytes read/file | read / needed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scan | page size | concurrency | ms/file | vs local | requests/file | bytes read/file | read / needed "
+        "| CPU ms/file: ours, S3 server |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     loc = r["local"]
     lines.append(
         f"| local disk | 64 KiB (pread) | 1 | {loc['ms_per_file']:.2f} ({loc['ms_per_file_range'][0]:.2f}{D}"
-        f"{loc['ms_per_file_range'][1]:.2f}) | 1.0{X} | {D} | {D} | {D} |"
+        f"{loc['ms_per_file_range'][1]:.2f}) | 1.0{X} | {D} | {D} | {D} | {loc['cpu_ms_per_file']:.2f}, {D} |"
     )
     for row in r["s3"]:
         star = " (default)" if row["default"] else ""
@@ -347,7 +379,8 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"| S3{star} | {row['page_size'] // 1024} KiB | {row['concurrency']} | {row['ms_per_file']:.2f} "
             f"({row['ms_per_file_range'][0]:.2f}{D}{row['ms_per_file_range'][1]:.2f}) | "
             f"{row['ratio_vs_local']:.2f}{X} | {row['requests_per_file']:.1f} | "
-            f"{row['bytes_per_file'] / 1e3:.1f} kB | {row['ratio_bytes_needed']:.2f}{X} |"
+            f"{row['bytes_per_file'] / 1e3:.1f} kB | {row['ratio_bytes_needed']:.2f}{X} | "
+            f"{row['client_cpu_ms_per_file']:.2f}, {row['server_cpu_ms_per_file']:.2f} |"
         )
     k = r.get("kerchunk")
     if k and k.get("status") == "ok":
@@ -355,7 +388,8 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"| kerchunk `SingleHdf5ToZarr`, s3fs defaults | s3fs default | 1 (serial) | {k['ms_per_file']:.2f} "
             f"({k['ms_per_file_range'][0]:.2f}{D}{k['ms_per_file_range'][1]:.2f}) | "
             f"{k['ratio_vs_local']:.2f}{X} | {k['requests_per_file']:.1f} GETs | "
-            f"{k['bytes_per_file'] / 1e3:.1f} kB | {k['ratio_bytes_needed']:.2f}{X} |"
+            f"{k['bytes_per_file'] / 1e3:.1f} kB | {k['ratio_bytes_needed']:.2f}{X} | "
+            f"{k['client_cpu_ms_per_file']:.2f}, {k['server_cpu_ms_per_file']:.2f} |"
         )
     lines += ["", f"S3 scans equal to the local scans (apart from the URL): {r['products_equal']}.", ""]
     lines += ["| target | value | limit | result |", "|---|---|---|---|"]
@@ -525,7 +559,8 @@ def run(
     bench.scan_local()
     _, _, s3_scans = bench.scan_s3(default_page, default_conc)
     local_walls: list[float] = []
-    s3_runs: dict[str, list[tuple[float, Any]]] = {name: [] for name, _, _ in configs}
+    local_cpu: list[float] = []
+    s3_runs: dict[str, list[tuple[float, Any, tuple[float, float]]]] = {name: [] for name, _, _ in configs}
     kerchunk_runs: list[dict[str, Any]] = []
     local_scans: list[Any] = []
     for rep in range(repeat):
@@ -533,9 +568,10 @@ def run(
         for name, page, conc in order:
             wall, scans = bench.scan_local()
             local_walls.append(wall)
+            local_cpu.append(bench.last_cpu[0])
             local_scans = scans
             wall, io, scans = bench.scan_s3(page, conc)
-            s3_runs[name].append((wall, io))
+            s3_runs[name].append((wall, io, bench.last_cpu))
             print(
                 f"repeat {rep + 1}/{repeat}: local {1000 * local_walls[-1] / n:.2f} ms/file, "
                 f"s3 {name} {1000 * wall / n:.2f} ms/file, {io.requests / n:.1f} req/file, "
@@ -568,6 +604,7 @@ def run(
         walls = [k["wall_s"] for k in kerchunk_runs]
         ms = 1000 * med(walls) / n
         k0 = kerchunk_runs[0]
+        kmed = kerchunk_runs[walls.index(sorted(walls)[len(walls) // 2])]
         kerchunk = {
             "status": "ok",
             "runs_s": [round(w, 4) for w in walls],
@@ -578,6 +615,8 @@ def run(
             "bytes_per_file": round(k0["bytes_read"] / n, 1),
             "ratio_bytes_needed": round(k0["bytes_read"] / n / needed_mean, 3),
             "per_file_ms_median": round(1000 * med(k0["per_file_s"]), 3),
+            "client_cpu_ms_per_file": round(1000 * kmed["cpu_s"][0] / n, 3),
+            "server_cpu_ms_per_file": round(1000 * kmed["cpu_s"][1] / n, 3),
             "counted": "s3fs S3File._fetch_range calls (ranged GETs); the HEAD of each open is not counted",
         }
 
@@ -614,6 +653,7 @@ def run(
         "local": {
             "runs_s": [round(w, 4) for w in local_walls],
             "ms_per_file": round(local_ms, 3),
+            "cpu_ms_per_file": round(1000 * med(local_cpu) / n, 3),
             "ms_per_file_range": [
                 round(1000 * min(local_walls) / n, 3),
                 round(1000 * max(local_walls) / n, 3),

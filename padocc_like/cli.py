@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PHASES = ("init", "scan", "compute", "validate", "catalog")
+PHASES = ("init", "scan", "compute", "validate", "finalise", "catalog")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scan": "inspect the files; decide whether an exact product is possible",
         "compute": "write the product (a new revision) atomically",
         "validate": "compare the product with its sources, value for value",
+        "finalise": "copy validated products to the publish store, references mapped, verified",
         "catalog": "write STAC items and the group's collection",
     }
     for name in PHASES:

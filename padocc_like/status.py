@@ -39,9 +39,11 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
         return {**empty, "project": project_id, "state": "pending", "reason": ""}
     phase_done = None
     state_name, reason, kind, at_phase = "pending", "", None, None
-    for phase in PHASE_ORDER:
-        rec = state["phases"][str(phase)]
+    records = [(phase, state["phases"].get(str(phase), {"status": str(Status.PENDING)})) for phase in PHASE_ORDER]
+    for i, (phase, rec) in enumerate(records):
         st = rec.get("status")
+        if st == Status.PENDING and any(r.get("status") == Status.DONE for _, r in records[i + 1 :]):
+            continue  # a phase the project's pipeline skips (later phases ran without it)
         if st == Status.DONE:
             phase_done = str(phase)
             continue

@@ -12,6 +12,7 @@ class Phase(StrEnum):
     SCAN = "scan"
     COMPUTE = "compute"
     VALIDATE = "validate"
+    FINALISE = "finalise"
     CATALOG = "catalog"
 
     @property

@@ -510,6 +510,8 @@ def _cfa_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, An
         href += "#mode=bytes"
     relative = str(product.get("cfa_uris", "absolute")) == "relative"
     open_kwargs: dict[str, Any] = {"engine": "padocc_cfa" if relative else "CFA", "chunks": {}}
+    if product.get("store_options"):  # the file is in an object store: its endpoint, anon
+        open_kwargs["storage_options"] = dict(product["store_options"])
     title = f"CF-1.13 aggregation (CFA-netCDF), revision {product.get('revision')}"
     roles = ["data", "aggregation", "virtual"]
     fields = _asset(product, href, CFA_MEDIA, title, roles, "CFA", open_kwargs)
@@ -545,6 +547,8 @@ def _zarr_asset(product: Mapping[str, Any], href: str) -> tuple[str, dict[str, A
     zarr_format = 3 if layout.startswith("zarr3") else 2
     consolidated = zarr_format == 2
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated, "chunks": {}}
+    if product.get("store_options"):  # the store is in an object store: its endpoint, anon
+        open_kwargs["storage_options"] = dict(product["store_options"])
     if layout.endswith("-zip"):
         # one zip file: xarray opens it as "zip::" + href (fsspec), which the asset says
         title = f"Zarr v{zarr_format} store in a zip file, revision {product.get('revision')}"

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from ..types import Phase
 from .models import (
     DiscoverConfig,
     GroupConfig,
@@ -191,7 +192,7 @@ def resolve_project(
             "phases": [str(p) for p in pipeline.phases],
             "inline_threshold": profile.inline_threshold,
             "materialize_limit_mb": profile.materialize_limit_mb,
-            **_project_stores(project, group, profile),
+            **_project_stores(project, group, pipeline, profile),
         }
     )
 
@@ -201,7 +202,9 @@ def group_stores(group: GroupConfig, profile: ProfileConfig) -> dict[str, StoreC
     return {**profile.stores, **group.stores}
 
 
-def _project_stores(project: ProjectConfig, group: GroupConfig, profile: ProfileConfig) -> dict[str, Any]:
+def _project_stores(
+    project: ProjectConfig, group: GroupConfig, pipeline: PipelineConfig, profile: ProfileConfig
+) -> dict[str, Any]:
     """The stores ``project`` names (checked to exist and, where written, to be writable)."""
     stores = group_stores(group, profile)
     used: dict[str, StoreConfig] = {}
@@ -222,6 +225,11 @@ def _project_stores(project: ProjectConfig, group: GroupConfig, profile: Profile
         need(group.products_store, "products_store", write=True)
     if group.publish:
         need(group.publish.store, "publish", write=True)
+        if Phase.FINALISE not in pipeline.phases:
+            raise ConfigError(
+                f"project {project.id!r}: 'publish' is configured but pipeline {pipeline.name!r} has no "
+                "'finalise' phase to publish with; add it to the pipeline's phases"
+            )
     return {
         "stores": {k: v.model_dump(mode="json", by_alias=True, exclude_none=True) for k, v in used.items()},
         "products_store": group.products_store,

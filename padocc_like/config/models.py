@@ -115,6 +115,9 @@ class StoreConfig(_Model):
     """S3 only: how to sign requests (default: the standard AWS environment variables)."""
     verify_tls: bool = True
     """Check the server's TLS certificate (turn off only for a test server you trust)."""
+    anonymous_read: bool = False
+    """Consumers read this store without credentials (a public bucket): the options written
+    into products and STAC items then say ``anon: true``."""
     public_url: str | None = None
     """Where consumers read this store's objects, when not at its own URL (an ``https://``
     gateway of a bucket, for example); used by ``finalise`` reference mappings."""
@@ -137,6 +140,18 @@ class StoreConfig(_Model):
             if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
                 raise ValueError(f"location {self.location!r}: {bucket!r} is not a valid S3 bucket name")
         return self
+
+    def public_options(self) -> dict[str, Any]:
+        """The fsspec options a consumer needs to read this store besides their own
+        credentials (the endpoint; ``anon`` for an anonymous store): never a secret."""
+        if self.protocol != "s3":
+            return {}
+        opts: dict[str, Any] = {}
+        if self.endpoint_url:
+            opts["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        if self.anonymous_read or (self.credentials is not None and self.credentials.source == "anonymous"):
+            opts["anon"] = True
+        return opts
 
     @property
     def writable(self) -> bool:

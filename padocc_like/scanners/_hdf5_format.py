@@ -82,6 +82,20 @@ class PagedReader:
             self._pages[index] = page
         return page
 
+    def prefetch(self, offset: int, length: int) -> None:
+        """Read ``length`` bytes at ``offset`` (page-aligned) in one request, into the cache."""
+        start = offset - offset % self._page_size
+        end = min(self.size, offset + length)
+        if end <= start:
+            return
+        data = self._read_range(start, end - start)
+        if len(data) != end - start:
+            raise _fail("short read")
+        for i, pos in enumerate(range(start, end, self._page_size)):
+            page = data[pos - start : pos - start + self._page_size]
+            if len(page) == min(self._page_size, self.size - pos):  # whole pages only
+                self._pages[(start >> self._shift) + i] = page
+
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise _fail(f"bytes {offset}-{offset + length} lie outside the file ({self.size} bytes)")

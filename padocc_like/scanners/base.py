@@ -151,6 +151,7 @@ def _scan_remote(url: str, inline_threshold: int, size: int | None, io: IOCounte
     with storage.RangeFile(url, size=size) as rf:
         try:
             reader = PagedReader(rf.read, rf.size, page_size=storage.REMOTE_PAGE_SIZE)
+            reader.prefetch(0, storage.REMOTE_HEAD_SIZE)
             head = reader.read(0, min(SNIFF_BYTES, rf.size))
             cls = scanner_for(url, head)
             scanner = cls(inline_threshold=inline_threshold)

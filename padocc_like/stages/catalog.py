@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import atomic_write_json
+from .._io import atomic_write_json, read_json
 from ..config.models import ResolvedProject
 from ..errors import CatalogError
 from ..state.store import ProjectPaths, current_products
-from ..writers.base import ProductRecord, get_writer
+from ..writers.base import ProductRecord
 from .base import RunContext, StageOutput, digest
 
 
@@ -24,6 +24,33 @@ def href_for(path: Path, work_dir: Path, base: str | None) -> str:
     if base:
         return base.rstrip("/") + "/" + path.resolve().relative_to(work_dir.resolve()).as_posix()
     return str(path.resolve())
+
+
+def served_href(product: dict[str, Any], work_dir: Path, base: str | None) -> str:
+    """Where consumers read a product: its published copy, else its copy in the products
+    store, else the work directory's (under ``href_base`` when configured)."""
+    published = product.get("published") or {}
+    if published.get("url"):
+        return str(published["url"])
+    if product.get("url"):
+        return str(product["url"])
+    return href_for(Path(product["path"]), work_dir, base)
+
+
+def as_served(product: dict[str, Any]) -> dict[str, Any]:
+    """The product record as its served copy is: a published copy has its references mapped,
+    so its size, checksum (of the one object, or of a tree's listing) and the options to read
+    its references are the copy's."""
+    published = product.get("published")
+    if not published:
+        return product
+    return {
+        **product,
+        "size": published["bytes"],
+        "sha256": published.get("sha256") or published["listing_sha256"],
+        "storage_options": published.get("storage_options") or {},
+        "store_options": published.get("store_options") or {},
+    }
 
 
 def software_versions() -> dict[str, str]:
@@ -77,8 +104,12 @@ def catalog_stage(
     record = ProductRecord.from_dict({k: product[k] for k in ProductRecord.__dataclass_fields__})
     import xarray as xr
 
-    ds = get_writer(record.kind).open_dataset(
-        record, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True), decode_timedelta=False
+    from .. import storage
+    from .validate import ProductOpener
+
+    urls = [e["url"] for e in read_json(paths.manifest)["files"]]
+    ds = ProductOpener(record, storage.sources_options(urls))(
+        decode_times=xr.coders.CFDatetimeCoder(use_cftime=True), decode_timedelta=False
     )
     try:
         summary = summarise_dataset(ds)
@@ -88,8 +119,8 @@ def catalog_stage(
     base = project.catalog.href_base
     entries = [
         (
-            p,
-            href_for(Path(p["path"]), work_dir, base),
+            as_served(p),
+            served_href(p, work_dir, base),
             href_for(paths.root / p["validation_report"], work_dir, base),
         )
         for p in products

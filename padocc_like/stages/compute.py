@@ -117,6 +117,18 @@ def write_product(
         provenance = read_provenance(target)
         entry["chunk_layout"] = provenance["layouts"]
         entry["copy_plans"] = provenance["copy_plans"]
+    if project.products_store:  # staged here, then uploaded whole and verified
+        from .. import storage
+        from ..publish.products import product_storage_options, store_key, upload
+
+        key = store_key("{group}/{project}", project.group, project.id, str(kind), target.name)
+        entry["upload"] = upload(storage.active(), project.products_store, target, key)
+        entry["url"] = entry["upload"]["url"]
+        entry["store_options"] = storage.active().public_options(project.products_store)
+        if kind is ProductKind.KERCHUNK:
+            entry["storage_options"] = product_storage_options(
+                storage.active(), list(aggregate.urls[:1]), project.products_store
+            )
     state["products"] = [p for p in state["products"] if p["revision"] != revision] + [entry]
     log.info("wrote %s (%d refs, %d bytes)", target, record.n_refs, record.size)
     return entry

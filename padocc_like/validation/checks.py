@@ -770,7 +770,7 @@ def _validate(
             )
         )
         return findings, stats
-    side = values.ProductSide(product_raw)
+    side = values.ProductSide(product_raw, remote=bool(getattr(open_product, "sources_options", None)))
     values.register_product(token, side)
     try:
         sources = []

@@ -200,7 +200,7 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
 class ProductSide:
     """The product's raw view (opened as users open it) and how each of its variables decodes."""
 
-    def __init__(self, ds: Any) -> None:
+    def __init__(self, ds: Any, remote: bool = False) -> None:
         self.ds = ds
         self.spec_error: Exception | None = None
         try:
@@ -221,7 +221,9 @@ class ProductSide:
             asyncio.get_running_loop()
             self._async = False  # inside someone's event loop: read synchronously
         except RuntimeError:
-            self._async = True
+            # remote sources are read through file systems bound to zarr's own loop (a loop
+            # of ours would close under their cached sessions)
+            self._async = not remote
 
     def read(self, name: str, key: tuple[Any, ...]) -> np.ndarray:
         """Raw values of ``name[key]`` (``key``: one slice or index array per dimension)."""
@@ -358,7 +360,8 @@ def product_side(token: str, opener: Callable[..., Any]) -> ProductSide:
     if side is None:
         for old in list(_PRODUCTS):
             _PRODUCTS.pop(old).close()
-        side = _PRODUCTS[token] = ProductSide(opener(**RAW_OPEN))
+        remote = bool(getattr(opener, "sources_options", None))
+        side = _PRODUCTS[token] = ProductSide(opener(**RAW_OPEN), remote=remote)
     return side
 
 

@@ -4,7 +4,7 @@ Example::
 
     from padocc_like import api
     group = api.open_group("group.yaml")
-    outcomes = api.run(group, ["init", "scan", "compute", "validate", "catalog"], workers=2)
+    outcomes = api.run(group, ["init", "scan", "compute", "validate", "finalise", "catalog"], workers=2)
     for row in api.status(group):
         print(row["project"], row["state"], row["reason"])
 """

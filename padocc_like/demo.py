@@ -175,7 +175,10 @@ def run_demo(directory: Path, *, n_files: int = 12, workers: int = 2, echo=print
         echo(f"  {o.phase:<8} {o.project}: {o.status} - {o.message}")
 
     outcomes = api.run(
-        group, ["init", "scan", "compute", "validate", "catalog"], workers=workers, on_outcome=show
+        group,
+        ["init", "scan", "compute", "validate", "finalise", "catalog"],
+        workers=workers,
+        on_outcome=show,
     )
     if any(o.status == "failed" for o in outcomes):
         echo("the demo failed; see `padocc-like status " + str(group_file) + "`")

@@ -83,9 +83,9 @@ class PagedReader:
         return page
 
     def prefetch(self, offset: int, length: int) -> None:
-        """Read ``length`` bytes at ``offset`` (page-aligned) in one request, into the cache."""
+        """Read the pages holding ``length`` bytes at ``offset`` in one request, into the cache."""
         start = offset - offset % self._page_size
-        end = min(self.size, offset + length)
+        end = min(self.size, -(-(offset + length) // self._page_size) * self._page_size)
         if end <= start:
             return
         data = self._read_range(start, end - start)
@@ -93,8 +93,7 @@ class PagedReader:
             raise _fail("short read")
         for i, pos in enumerate(range(start, end, self._page_size)):
             page = data[pos - start : pos - start + self._page_size]
-            if len(page) == min(self._page_size, self.size - pos):  # whole pages only
-                self._pages[(start >> self._shift) + i] = page
+            self._pages[(start >> self._shift) + i] = page
 
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:

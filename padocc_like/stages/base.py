@@ -131,6 +131,8 @@ def run_phase(
         for needed in phase.requires:
             if needed not in project.phases:
                 continue  # the project's pipeline skips it
+            if needed is Phase.FINALISE and project.publish is None:
+                continue  # nothing to publish: finalise has nothing to add
             status = state["phases"].setdefault(str(needed), {"status": str(Status.PENDING)})["status"]
             if status != Status.DONE:
                 err = PhaseOrderError(

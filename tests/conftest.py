@@ -97,3 +97,26 @@ def s3_bucket(s3_server) -> str:
     name = f"t-{uuid.uuid4().hex[:20]}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def stac_api(tmp_path_factory: pytest.TempPathFactory):
+    """One loopback STAC API (stac-fastapi-pgstac over PostgreSQL + PostGIS) for the session
+    (``tests/stacapi.py``); ``stac_api.url`` is its base URL, with the Transactions extensions on.
+
+    Skips when PostgreSQL or PostGIS is missing, but fails in CI, which must run the stac_api tests.
+    The API's own venv is cached in ``~/.cache/padocc-like`` (first start about 30 s, then a few).
+    """
+    from stacapi import StacApiServer
+
+    reason = StacApiServer.available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the stac_api tests: {reason}")
+        pytest.skip(reason)
+    server = StacApiServer(tmp_path_factory.mktemp("stac-api"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

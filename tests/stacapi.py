@@ -298,6 +298,8 @@ class StacApiServer:
                 )
             except subprocess.TimeoutExpired:
                 raise self._fail(f"{what} did not finish within {timeout:.0f} s") from None
+            except OSError as e:
+                raise self._fail(f"{what} could not run: {e}") from e
         if check and r.returncode != 0:
             raise self._fail(f"{what} failed with exit code {r.returncode}")
         return r.returncode

@@ -28,6 +28,7 @@ from .types import PHASE_ORDER, Phase, Status
 __all__ = [
     "PhaseOutcome",
     "open_group",
+    "open_item",
     "project_status",
     "report",
     "run",
@@ -43,6 +44,15 @@ STATE_FILTERS = _status.STATE_FILTERS
 def open_group(path: str | Path) -> Group:
     """Load a group file (with its pipeline and profile)."""
     return load_group(path)
+
+
+def open_item(item: str | Path | dict[str, Any], asset: str | None = None, **kwargs: Any) -> Any:
+    """Open a product from its STAC item (a URL, a path or a dict) as consumers do: the
+    asset's href with its ``xarray:open_kwargs`` (default asset: Kerchunk references, else
+    the Zarr store, else the CFA file)."""
+    from .catalog.open import open_item as _open_item
+
+    return _open_item(item, asset, **kwargs)
 
 
 def subset_path(group: Group, name: str) -> Path:
@@ -76,10 +86,12 @@ def run(
     come from ``env`` (default: the process environment)."""
     from . import storage
     from .config.load import group_stores
-    from .runners.local import run_phases, storage_for
+    from .runners.local import run_phases, secrets_for, storage_for
 
+    stac_api = group.config.stac_api or group.profile.stac_api
+    secrets = secrets_for(stac_api, env)
     with storage.using(storage_for(group_stores(group.config, group.profile), env)):
-        return _run(group, phases, projects, force, workers, on_outcome, run_phases)
+        return _run(group, phases, projects, force, workers, on_outcome, run_phases, secrets)
 
 
 def _run(
@@ -90,18 +102,22 @@ def _run(
     workers: int | None,
     on_outcome: Callable[[PhaseOutcome], None] | None,
     run_phases: Callable[..., list[PhaseOutcome]],
+    secrets: Mapping[str, str],
 ) -> list[PhaseOutcome]:
     wanted = {Phase(p) for p in phases}
     ordered = [p for p in PHASE_ORDER if p in wanted]
+    selected = list(projects) if projects is not None else list(group.projects.values())
+    stac_api = group.config.stac_api or group.profile.stac_api
     ctx = RunContext(
         work_dir=group.work_dir,
         group_id=group.id,
         force=force,
         workers=workers or group.profile.workers,
         log_level=group.profile.log_level,
+        secrets=secrets,
+        stac_bulk=bool(stac_api and Phase.CATALOG in ordered and len(selected) >= stac_api.bulk_from),
     )
     group.work_dir.mkdir(parents=True, exist_ok=True)
-    selected = list(projects) if projects is not None else list(group.projects.values())
     if force and Phase.INIT in ordered and len(ordered) > 1:
         # forcing a whole run redoes the work, but never silently accepts a changed set of
         # files: replacing an immutable manifest takes an explicit `init --force`
@@ -113,7 +129,11 @@ def _run(
         outcomes = run_phases(ordered, selected, ctx, on_outcome)
     if Phase.CATALOG in ordered:
         if group.pipeline.catalog.enabled:
-            write_collection(group)
+            collection = write_collection(group)
+            if stac_api and collection is not None:
+                from .catalog.publish import publish_group
+
+                publish_group(group, stac_api, collection, ctx)
         else:
             (group.work_dir / "catalog" / "collection.json").unlink(missing_ok=True)
     return outcomes

@@ -38,6 +38,7 @@ class ErrorKind(StrEnum):
     STORAGE_ACCESS = "storage-access"
     STORAGE_NOT_FOUND = "storage-not-found"
     STORAGE_UNAVAILABLE = "storage-unavailable"
+    CATALOG_PUBLISH = "catalog-publish"
     PUBLISH = "publish"
     UNMAPPED_URL = "unmapped-url"
     COPY_VERIFICATION = "copy-verification"
@@ -199,6 +200,7 @@ class CopyConflictError(PublishError):
 __all__ = [
     "AggregationError",
     "CatalogError",
+    "CatalogPublishError",
     "ConfigError",
     "CopyConflictError",
     "CopyVerificationError",
@@ -215,6 +217,10 @@ __all__ = [
     "SourcesChangedError",
     "StateError",
     "StateLockedError",
+    "StorageAccessError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StorageUnavailableError",
     "UnknownPluginError",
     "UnmappedUrlError",
     "UnsupportedFeatureError",
@@ -246,3 +252,9 @@ class StorageUnavailableError(StorageError, ConnectionError):
     """A store did not answer (server down, network), after a few retries."""
 
     kind = ErrorKind.STORAGE_UNAVAILABLE
+
+
+class CatalogPublishError(CatalogError):
+    """A STAC API refused or failed a request (authentication, a rejected item, no answer)."""
+
+    kind = ErrorKind.CATALOG_PUBLISH

@@ -166,6 +166,7 @@ def resolve_project(
     profile: ProfileConfig,
     base_dir: Path,
     extra: ProjectOptions | None = None,
+    profile_dir: Path | None = None,
 ) -> ResolvedProject:
     base = ProjectOptions.model_validate(
         {
@@ -192,9 +193,28 @@ def resolve_project(
             "phases": [str(p) for p in pipeline.phases],
             "inline_threshold": profile.inline_threshold,
             "materialize_limit_mb": profile.materialize_limit_mb,
+            "stac_api": (group.stac_api or profile.stac_api).model_dump(mode="json")
+            if (group.stac_api or profile.stac_api)
+            else None,
+            "stac_schema_dir": _schema_dir(group, profile, base_dir, profile_dir),
             **_project_stores(project, group, pipeline, profile),
         }
     )
+
+
+def _schema_dir(group: GroupConfig, profile: ProfileConfig, base_dir: Path, profile_dir: Path | None) -> str | None:
+    """The STAC schema directory: the group's (relative to the group file), else the profile's
+    (relative to the profile file); it must exist."""
+    if group.stac_schema_dir:
+        path, where = Path(group.stac_schema_dir).expanduser(), base_dir
+    elif profile.stac_schema_dir:
+        path, where = Path(profile.stac_schema_dir).expanduser(), profile_dir or base_dir
+    else:
+        return None
+    path = path if path.is_absolute() else (where / path).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"stac_schema_dir {path} is not a directory")
+    return str(path)
 
 
 def group_stores(group: GroupConfig, profile: ProfileConfig) -> dict[str, StoreConfig]:
@@ -276,14 +296,17 @@ def load_group(path: str | Path) -> Group:
     looked_at: list[Path] = [path]
     pipeline = load_pipeline(config.pipeline, base_dir, looked_at)
     profile = load_profile(config.profile, base_dir, looked_at)
+    profile_dir = None if isinstance(config.profile, ProfileConfig) else looked_at[-1].parent
     projects: dict[str, ResolvedProject] = {}
     for p in config.projects:
-        projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir)
+        projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir, profile_dir=profile_dir)
     for entry in config.discover:
         for p in discover_projects(entry, base_dir, str(path)):
             if p.id in projects:
                 raise ConfigError(f"{path}: discovered project id {p.id!r} clashes with another project")
-            projects[p.id] = resolve_project(p, config, pipeline, profile, base_dir, entry.options)
+            projects[p.id] = resolve_project(
+                p, config, pipeline, profile, base_dir, entry.options, profile_dir=profile_dir
+            )
     return Group(
         config=config,
         path=path,

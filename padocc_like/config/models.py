@@ -102,6 +102,8 @@ class StoreConfig(_Model):
     HTTPS location (read only)."""
 
     protocol: Literal["file", "s3", "https", "http"]
+    """How the store is reached: a local or mounted ``file`` system, an ``s3`` object store,
+    or ``https``/``http`` (read only)."""
     location: str
     """``file``: a directory; ``s3``: ``bucket`` or ``bucket/prefix`` (``s3://`` optional);
     ``https``/``http``: the base URL."""
@@ -120,7 +122,8 @@ class StoreConfig(_Model):
     into products and STAC items then say ``anon: true``."""
     public_url: str | None = None
     """Where consumers read this store's objects, when not at its own URL (an ``https://``
-    gateway of a bucket, for example); used by ``finalise`` reference mappings."""
+    gateway of a bucket, or the web server of a directory): the catalog's asset hrefs of
+    products published to this store use it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -365,6 +368,55 @@ class CatalogOptions(_Model):
     extra_properties: dict[str, Any] = Field(default_factory=dict)
 
 
+class StacAuth(_Model):
+    """How the catalog phase authenticates to a STAC API: the secrets stay in the environment."""
+
+    type: Literal["none", "bearer", "oauth2"] = "none"
+    """``none``, a ``bearer`` token, or ``oauth2`` client credentials (exchanged for a token)."""
+    token_env: str | None = None
+    """``bearer``: the environment variable holding the token."""
+    token_url: str | None = None
+    """``oauth2``: the token endpoint (client credentials grant)."""
+    client_id_env: str | None = None
+    """``oauth2``: the environment variable holding the client id."""
+    client_secret_env: str | None = None
+    """``oauth2``: the environment variable holding the client secret."""
+    scope: str | None = None
+    """``oauth2``: the scope to ask for, if the server needs one."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        return _reject_secrets(data, "stac_api.auth")
+
+    @model_validator(mode="after")
+    def _complete(self) -> StacAuth:
+        if self.type == "bearer" and not self.token_env:
+            raise ValueError("stac_api.auth: type 'bearer' needs 'token_env' (the variable holding the token)")
+        if self.type == "oauth2" and not (self.token_url and self.client_id_env and self.client_secret_env):
+            raise ValueError("stac_api.auth: type 'oauth2' needs 'token_url', 'client_id_env' and 'client_secret_env'")
+        return self
+
+
+class StacApiConfig(_Model):
+    """A STAC API with the Transactions extension that the catalog phase publishes to."""
+
+    url: str
+    """The API's landing page URL (``https://api.example.org/stac``)."""
+    auth: StacAuth = Field(default_factory=StacAuth)
+    """How to authenticate (default: no authentication)."""
+    bulk_from: int = Field(100, ge=1)
+    """Publish a group's items with one bulk upsert per this many items when a catalog run
+    covers at least this many projects; fewer are PUT one by one."""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"stac_api.url must be an http(s) URL, not {url!r}")
+        return url
+
+
 class ProjectOptions(_Model):
     """Everything a project may override. ``None`` means: inherit."""
 
@@ -426,6 +478,11 @@ class ProfileConfig(_Model):
     description: str = ""
     stores: dict[StoreName, StoreConfig] = Field(default_factory=dict)
     """The site's named stores (a group file may add to or replace them by name)."""
+    stac_api: StacApiConfig | None = None
+    """The site's STAC API, where the catalog phase publishes (the group file may set its own)."""
+    stac_schema_dir: str | None = None
+    """A directory of STAC core and extension JSON schemas: items and collections are validated
+    against them offline (relative to the profile file's directory)."""
     workers: int = Field(1, ge=1, le=512)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     inline_threshold: int = Field(500, ge=0)
@@ -451,6 +508,11 @@ class GroupConfig(_Model):
     then uploaded atomically. Default: the work directory only."""
     publish: PublishConfig | None = None
     """What ``finalise`` does with validated products (nothing when unset)."""
+    stac_api: StacApiConfig | None = None
+    """Where the catalog phase publishes items and the collection (replaces the profile's)."""
+    stac_schema_dir: str | None = None
+    """STAC JSON schemas for offline validation (replaces the profile's; relative to the group
+    file's directory)."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> GroupConfig:
@@ -487,3 +549,6 @@ class ResolvedProject(_Model):
     """The stores this project uses (sources, products, publishing), by name."""
     products_store: str | None = None
     publish: PublishConfig | None = None
+    stac_api: StacApiConfig | None = None
+    stac_schema_dir: str | None = None
+    """Absolute path of the STAC schemas (None: core schemas only, from pystac)."""

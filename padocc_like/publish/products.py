@@ -116,10 +116,12 @@ def publish(
             remove_partial(fs, path)  # leftovers of an interrupted copy (never recorded)
         record = copy_product(staged, fs, path)
     mapped = [mapping.map(u) for u in source_urls[:1]] if product["kind"] != "zarr" else []
+    public = storage.store(config.store).public_url
     return {
         "store": config.store,
         **summary(record),
         "url": url,
+        **({"public_url": f"{public.rstrip('/')}/{key}"} if public else {}),
         "references": rewritten.to_dict(),
         "storage_options": product_storage_options(storage, mapped, config.store),
         "store_options": storage.public_options(config.store),

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import as_completed
 from dataclasses import replace
 
-from ..config.models import ResolvedProject, StoreConfig
+from ..config.models import ResolvedProject, StacApiConfig, StoreConfig
 from ..stages import stage_for
 from ..stages.base import PhaseOutcome, RunContext, run_phase
-from ..storage import Storage
+from ..storage import Storage, clear_downloads
 from ..types import Phase, Status
 from .pool import process_pool
 
@@ -27,9 +27,22 @@ def storage_for(stores: Mapping[str, StoreConfig], env: Mapping[str, str] | None
     return Storage(stores, dict(os.environ) if env is None else env)
 
 
+def secrets_for(stac_api: StacApiConfig | None, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment variables a STAC API's authentication names (default: from this
+    process's environment), and nothing else of it."""
+    if stac_api is None:
+        return {}
+    env = dict(os.environ) if env is None else env
+    names = {stac_api.auth.token_env, stac_api.auth.client_id_env, stac_api.auth.client_secret_env}
+    return {k: v for k, v in env.items() if k in names}
+
+
 def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOutcome:
     stage, fingerprint = stage_for(phase)
-    return run_phase(phase, project, ctx, stage, fingerprint)
+    try:
+        return run_phase(phase, project, ctx, stage, fingerprint)
+    finally:
+        clear_downloads()  # remote sources downloaded for the phase
 
 
 def _run_one_payload(phase: str, project_json: dict, ctx: RunContext) -> PhaseOutcome:

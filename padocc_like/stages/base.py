@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,11 @@ class RunContext:
     workers: int = 1
     """Processes for per-file work inside the project."""
     log_level: str = "info"
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The environment variables the configuration names for credentials (a STAC API's
+    token), as the runner read them: in memory only, never written."""
+    stac_bulk: bool = False
+    """Publish catalog items in one bulk upsert after the phase instead of one by one."""
 
 
 @dataclass

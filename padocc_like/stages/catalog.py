@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import atomic_write_json, read_json
+from .._io import atomic_write_json, read_json, utc_now
 from ..config.models import ResolvedProject
 from ..errors import CatalogError
 from ..state.store import ProjectPaths, current_products
@@ -31,7 +31,7 @@ def served_href(product: dict[str, Any], work_dir: Path, base: str | None) -> st
     store, else the work directory's (under ``href_base`` when configured)."""
     published = product.get("published") or {}
     if published.get("url"):
-        return str(published["url"])
+        return str(published.get("public_url") or published["url"])
     if product.get("url"):
         return str(product["url"])
     return href_for(Path(product["path"]), work_dir, base)
@@ -53,6 +53,33 @@ def as_served(product: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def publish_item(project: ResolvedProject, item: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """PUT (or POST) the item into the project's STAC API, creating its collection (from this
+    item, until the group's collection replaces it) when the API has none; where it went."""
+    from ..catalog.api import StacApiClient
+    from ..catalog.stac import build_collection
+
+    assert project.stac_api is not None
+    client = StacApiClient(project.stac_api, ctx.secrets)
+    collection = build_collection(
+        collection_id=collection_id(project),
+        description=project.catalog.description or f"Products of group {project.group}",
+        items=[item],
+        license=project.catalog.license,
+        keywords=project.catalog.keywords,
+        title=project.group,
+    )
+    client.ensure_collection(collection)
+    return published_record(project.stac_api.url, client.put_item(item), item)
+
+
+def published_record(api: str, url: str, item: dict[str, Any]) -> dict[str, Any]:
+    """What state keeps of a published item: the API, the item's URL there, its digest."""
+    from .._io import canonical_json, sha256_text
+
+    return {"api": api, "url": url, "item_sha256": sha256_text(canonical_json(item)), "published": utc_now()}
+
+
 def software_versions() -> dict[str, str]:
     out = {"padocc-like": __version__}
     for pkg in ("h5py", "numcodecs", "xarray", "kerchunk", "zarr", "fsspec"):
@@ -67,8 +94,16 @@ def catalog_fingerprint(project: ResolvedProject, paths: ProjectPaths, state: di
     products = current_products(state)
     if not products:
         return None
-    parts: list[Any] = [x for p in products for x in (p["sha256"], p.get("status"))]
-    return digest("catalog", *parts, project.catalog.model_dump(mode="json"), project.catalog_properties)
+    if project.stac_api and (state.get("catalog_published") or {}).get("api") != project.stac_api.url:
+        return None  # not yet in the configured API
+    parts: list[Any] = [x for p in products for x in (p["sha256"], p.get("status"), p.get("published"))]
+    return digest(
+        "catalog",
+        *parts,
+        project.catalog.model_dump(mode="json"),
+        project.catalog_properties,
+        project.stac_api.url if project.stac_api else None,
+    )
 
 
 def catalogued_products(project: ResolvedProject, state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,9 +175,12 @@ def catalog_stage(
             work_dir / "catalog" / "collection.json", work_dir, project.catalog.href_base
         ),
     )
-    validate_stac(item)
+    validate_stac(item, Path(project.stac_schema_dir) if project.stac_schema_dir else None)
     target = paths.catalog / "item.json"
     atomic_write_json(target, item)
+    state.pop("catalog_published", None)
+    if project.stac_api and not ctx.stac_bulk:  # bulk: published by the runner after the phase
+        state["catalog_published"] = publish_item(project, item, ctx)
     return StageOutput(
         message=f"STAC item {target.relative_to(paths.root)}",
         fingerprint=catalog_fingerprint(project, paths, state) or "",

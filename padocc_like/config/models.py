@@ -366,6 +366,11 @@ class CatalogOptions(_Model):
     """Base URL at which the work directory's products will be served (for asset hrefs);
     without it, hrefs are absolute local paths."""
     extra_properties: dict[str, Any] = Field(default_factory=dict)
+    attribute_properties: dict[str, str] = Field(default_factory=dict)
+    """Item properties taken from the product's global attributes, property name to attribute
+    name (CMIP6 DRS facets: ``{cmip6:source_id: source_id, cmip6:experiment_id:
+    experiment_id}``); a project whose product lacks one fails the catalog phase, naming it.
+    Facets parsed from paths come from ``discover``'s ``properties``."""
 
 
 class StacAuth(_Model):

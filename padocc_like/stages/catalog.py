@@ -53,6 +53,21 @@ def as_served(product: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def attribute_properties(project: ResolvedProject, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Item properties taken from the product's global attributes (``catalog.attribute_properties``:
+    property name -> attribute name), e.g. CMIP6 DRS facets; a missing attribute is an error."""
+    out = {}
+    for prop, attr in project.catalog.attribute_properties.items():
+        if attr not in attrs:
+            raise CatalogError(
+                f"project {project.id!r}: catalog.attribute_properties takes {prop!r} from the global "
+                f"attribute {attr!r}, which the product does not have"
+            )
+        value = attrs[attr]
+        out[prop] = value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
+    return out
+
+
 def publish_item(project: ResolvedProject, item: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """PUT (or POST) the item into the project's STAC API, creating its collection (from this
     item, until the group's collection replaces it) when the API has none; where it went."""
@@ -148,6 +163,7 @@ def catalog_stage(
     )
     try:
         summary = summarise_dataset(ds)
+        from_attrs = attribute_properties(project, dict(ds.attrs))
     finally:
         ds.close()
     work_dir = ctx.work_dir
@@ -160,7 +176,7 @@ def catalog_stage(
         )
         for p in products
     ]
-    properties = {**project.catalog.extra_properties, **project.catalog_properties}
+    properties = {**project.catalog.extra_properties, **from_attrs, **project.catalog_properties}
     item = build_item(
         project_id=project.id,
         collection_id=collection_id(project),

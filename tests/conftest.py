@@ -120,3 +120,27 @@ def stac_api(tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """One loopback single-node SLURM cluster (munged, slurmctld, slurmd; ``tests/slurmcluster.py``)
+    for the session: partition ``debug``, node ``localhost``, no accounting database (the
+    job-completion log ``slurm_cluster.jobcomp_log`` records finished jobs). Clients need
+    ``slurm_cluster.env()`` (``SLURM_CONF``). Starts in well under a second.
+
+    Skips when slurm-wlm/munge are missing or not root, but fails in CI, which must run the slurm tests.
+    """
+    from slurmcluster import SlurmCluster
+
+    reason = SlurmCluster.available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the slurm tests: {reason}")
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

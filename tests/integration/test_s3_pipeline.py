@@ -48,8 +48,13 @@ def env_for(server, secret: str | None = None) -> dict[str, str]:
 
 def source_dataset(files: list[Path]) -> xr.Dataset:
     return xr.open_mfdataset(
-        [str(f) for f in files], combine="nested", concat_dim="time", data_vars="minimal",
-        coords="minimal", compat="override", decode_times=False,
+        [str(f) for f in files],
+        combine="nested",
+        concat_dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        decode_times=False,
     ).load()
 
 
@@ -94,7 +99,9 @@ def s3_group(s3_server, s3_bucket, archive, write_group):
 def test_group_in_buckets_end_to_end(s3_server, s3_group):
     group, files, bucket, run_id = s3_group
     outcomes = api.run(group, PHASES, env=env_for(s3_server))
-    assert [(o.phase, o.status) for o in outcomes] == [(p, "done") for p in PHASES], [o.message for o in outcomes]
+    assert [(o.phase, o.status) for o in outcomes] == [(p, "done") for p in PHASES], [
+        o.message for o in outcomes
+    ]
     expected = source_dataset(files)
     state = api.project_status(group, "p1")
     assert state["state"] == "done"
@@ -111,7 +118,9 @@ def test_group_in_buckets_end_to_end(s3_server, s3_group):
     kerchunk = records["kerchunk"]
     assert kerchunk["url"] == f"s3://{bucket}/products/g3/p1/kerchunk/r1.json"
     ds = xr.open_dataset(
-        kerchunk["url"], engine="kerchunk", decode_times=False,
+        kerchunk["url"],
+        engine="kerchunk",
+        decode_times=False,
         storage_options={
             "target_options": so,
             "remote_protocol": "s3",
@@ -134,8 +143,11 @@ def test_group_in_buckets_end_to_end(s3_server, s3_group):
         kwargs = {k: v for k, v in asset["xarray:open_kwargs"].items() if k != "chunks"}
         ds = xr.open_dataset(asset["href"], decode_times=False, **kwargs)
         assert_same(ds, expected)
-    refs = json.loads(s3_server.client(anon=True).get_object(
-        Bucket=s3_server.public_bucket, Key=f"{run_id}/products/g3/p1/kerchunk/r1.json")["Body"].read())
+    refs = json.loads(
+        s3_server.client(anon=True)
+        .get_object(Bucket=s3_server.public_bucket, Key=f"{run_id}/products/g3/p1/kerchunk/r1.json")["Body"]
+        .read()
+    )
     urls = {v[0] for v in refs["refs"].values() if isinstance(v, list)}
     assert urls and all(u.startswith(f"{public}/archive/") for u in urls), urls
     published = records["kerchunk"]["published"]
@@ -265,8 +277,54 @@ def test_server_stopping_mid_compute_then_clean_rerun(tmp_path, archive, write_g
         import json
 
         record = json.loads((group.work_dir / "projects" / "p1" / "state.json").read_text())["products"][-1]
-        ds = xr.open_dataset(record["url"], engine="zarr", storage_options=server.storage_options(),
-                             decode_times=False)
+        ds = xr.open_dataset(
+            record["url"], engine="zarr", storage_options=server.storage_options(), decode_times=False
+        )
         assert_same(ds, source_dataset(files))
     finally:
         server.stop()
+
+
+def test_parquet_references_in_a_bucket(s3_server, s3_bucket, archive, write_group):
+    """Kerchunk's Parquet layout (a directory of objects, `.zmetadata` last) in the products
+    store opens from the bucket."""
+    files = archive(n_files=3)
+    upload_archive(s3_server, files, s3_bucket, "archive")
+    path = write_group(
+        f"""
+        group: g6
+        work_dir: work
+        stores:
+          archive: {store(s3_server, f"{s3_bucket}/archive")}
+          products: {store(s3_server, f"{s3_bucket}/products")}
+        products_store: products
+        projects:
+          - id: p1
+            sources: {{store: archive, glob: "*.nc"}}
+            concat_dims: [time]
+            product: {{layout: parquet}}
+        """
+    )
+    group = api.open_group(path)
+    outcomes = api.run(group, ["init", "scan", "compute", "validate"], env=env_for(s3_server))
+    assert all(o.status == "done" for o in outcomes), [o.message for o in outcomes]
+    import json
+
+    record = json.loads((group.work_dir / "projects" / "p1" / "state.json").read_text())["products"][-1]
+    assert record["layout"] == "parquet" and record["upload"]["objects"] > 2
+    keys = [
+        o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="products/")["Contents"]
+    ]
+    assert "products/g6/p1/kerchunk/r1.parq/.zmetadata" in keys
+    so = s3_server.storage_options()
+    ds = xr.open_dataset(
+        record["url"],
+        engine="kerchunk",
+        decode_times=False,
+        storage_options={
+            "target_options": so,
+            "remote_protocol": "s3",
+            "remote_options": {**so, "asynchronous": True},
+        },
+    )
+    assert_same(ds, source_dataset(files))

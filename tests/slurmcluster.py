@@ -203,7 +203,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket}
 StateSaveLocation={self.root / "state"}
-SlurmdSpoolDir={self.root / "spool"}/%n
+SlurmdSpoolDir={self.munge_socket.parent / "spool"}/%n
 SlurmctldPidFile={self.run_dir / "slurmctld.pid"}
 SlurmdPidFile={self.run_dir / "slurmd.pid"}
 SlurmctldLogFile={self.log_dir / "slurmctld.log"}
@@ -234,17 +234,18 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime={MAX_TIME_MINUTES} St
         if re.sub(r"FirstJobId=\d+", "", old) != re.sub(r"FirstJobId=\d+", "", text):
             self.conf.write_text(text)
 
-    def _socket_dir(self) -> Path:
-        """munged refuses a socket whose directories are not all world-executable (pytest's
-        temp dirs are 0700): then the socket goes to a 0755 directory under /tmp, which
-        also keeps the path short (sockaddr_un: 108 bytes)."""
+    def _short_dir(self) -> Path:
+        """The directory for the munge socket and slurmd's spool (its step sockets): munged
+        refuses a socket whose directories are not all world-executable (pytest's temp dirs
+        are 0700), and a unix socket path has at most 108 bytes. ``root/munge`` when it
+        qualifies, else a 0755 directory under /tmp (removed by stop())."""
         m = re.search(r"AuthInfo=socket=(\S+)", self.conf.read_text()) if self.conf.exists() else None
         if m and self.pids()["munged"]:
-            return Path(m.group(1)).parent  # keep the running munged's socket
+            return Path(m.group(1)).parent  # keep the running munged's
         d = self.munge_dir.resolve()
-        if all(p.stat().st_mode & 0o001 for p in (d, *d.parents)) and len(str(d)) < 90:
+        if all(p.stat().st_mode & 0o001 for p in (d, *d.parents)) and len(str(d)) < 50:
             return self.munge_dir
-        tmp = Path(tempfile.mkdtemp(prefix="slurm-munge-", dir="/tmp"))
+        tmp = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))
         tmp.chmod(0o755)
         return tmp
 
@@ -264,7 +265,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime={MAX_TIME_MINUTES} St
             self.run_dir,
             self.munge_dir,
             self.jobs_dir,
-            *(self.root / n for n in ("state", "spool")),
+            self.root / "state",
         ):
             d.mkdir(parents=True, exist_ok=True)
         if self.port is None:
@@ -280,7 +281,9 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime={MAX_TIME_MINUTES} St
 
     def _start(self, timeout: float) -> None:
         self.munge_dir.chmod(0o755)
-        self.munge_socket = self._socket_dir() / "munge.socket.2"
+        short = self._short_dir()
+        self.munge_socket = short / "munge.socket.2"
+        (short / "spool").mkdir(exist_ok=True)
         self._write_config()
         pids = self.pids()
         if not pids["munged"]:
@@ -340,9 +343,8 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime={MAX_TIME_MINUTES} St
             pidfile.unlink(missing_ok=True)
         for p in (self.munge_socket, Path(f"{self.munge_socket}.lock")):
             p.unlink(missing_ok=True)
-        if self.munge_socket.parent != self.munge_dir:
-            with contextlib.suppress(OSError):
-                self.munge_socket.parent.rmdir()
+        if self.munge_socket.parent != self.munge_dir and self.munge_socket.parent.parent == Path("/tmp"):
+            shutil.rmtree(self.munge_socket.parent, ignore_errors=True)
 
     def __enter__(self) -> SlurmCluster:
         return self.start()

@@ -60,3 +60,19 @@ def test_time_limit(slurm_cluster):
     assert rec["TimeLimit"] == "00:01:00"
     states = slurm_cluster.wait(jid, timeout=150)
     assert states[None].state == "TIMEOUT"
+
+
+def test_memory_limit_without_cgroups(slurm_cluster, tmp_path):
+    """Where no cgroup v1 memory controller can be used, jobacct_gather/linux's sampling kills
+    the job: FAILED with signal 9 (no OUT_OF_MEMORY)."""
+    if not slurm_cluster.cgroup:
+        pytest.skip("the session cluster already runs without cgroups (test_job_over_its_memory_limit)")
+    from slurmcluster import SlurmCluster
+
+    with SlurmCluster(tmp_path / "nocg", cgroup=False) as cluster:
+        assert cluster.oom_state == "FAILED"
+        code = "b = bytearray(200 * 2**20); b[::4096] = bytes(len(b[::4096])); import time; time.sleep(30)"
+        jid = cluster.sbatch(f"{sys.executable} -c '{code}'\n", "--mem=20M")
+        assert cluster.wait(jid, timeout=25) == {None: ("FAILED", 0)}
+        assert cluster.records(jid)[None]["ExitCode"] == "0:9"
+        assert "exceeded memory limit" in (cluster.jobs_dir / f"slurm-{jid}.out").read_text()

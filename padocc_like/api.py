@@ -139,6 +139,78 @@ def _run(
     return outcomes
 
 
+def submit(
+    group: Group,
+    phases: Iterable[Phase | str],
+    *,
+    projects: Sequence[ResolvedProject] | None = None,
+    dry_run: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> list[Any]:
+    """Submit ``phases`` over ``projects`` as SLURM array jobs (one per phase, chained task by
+    task), with the profile's ``slurm`` settings; ``dry_run`` renders the scripts only."""
+    from .runners import slurm
+
+    wanted = {Phase(p) for p in phases}
+    selected = list(projects) if projects is not None else list(group.projects.values())
+    ordered = [p for p in PHASE_ORDER if p in wanted]
+    cfg = slurm.slurm_config(selected, group.profile.slurm)
+    return slurm.submit(
+        group_id=group.id,
+        group_path=group.path,
+        work_dir=group.work_dir,
+        phases=ordered,
+        projects=selected,
+        cfg=cfg,
+        env=env,
+        dry_run=dry_run,
+    )
+
+
+def refresh_jobs(
+    group: Group, projects: Sequence[ResolvedProject] | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Ask SLURM about the projects' recorded jobs and record their states (project -> phase -> job)."""
+    from .runners import slurm
+
+    ids = [p.id for p in (projects if projects is not None else group.projects.values())]
+    return slurm.refresh(group.work_dir, ids, env)
+
+
+def retry(
+    group: Group,
+    phase: Phase | str,
+    *,
+    projects: Sequence[ResolvedProject] | None = None,
+    dry_run: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[Any], dict[str, str]]:
+    """Resubmit the failed SLURM tasks of ``phase`` (and the pipeline's later phases) with
+    escalated time or memory; returns the jobs and the projects refused (limit reached)."""
+    from .runners import slurm
+
+    phase = Phase(phase)
+    selected = list(projects) if projects is not None else list(group.projects.values())
+    cfg = slurm.slurm_config(selected, group.profile.slurm)
+    refresh_jobs(group, selected, env)
+    resources, attempts, refused = slurm.retry_plan(group.work_dir, [p.id for p in selected], phase, cfg)
+    again = [p for p in selected if p.id in resources]
+    later = [ph for ph in PHASE_ORDER[PHASE_ORDER.index(phase) :] if any(ph in p.phases for p in again)]
+    jobs = slurm.submit(
+        group_id=group.id,
+        group_path=group.path,
+        work_dir=group.work_dir,
+        phases=later,
+        projects=again,
+        cfg=cfg,
+        env=env,
+        dry_run=dry_run,
+        resources=resources,
+        attempt=attempts,
+    )
+    return jobs, refused
+
+
 def last_phases(group: Group) -> dict[str, str | None]:
     """Each project's last pipeline phase, in group order."""
     return {p.id: str(max(p.phases, key=PHASE_ORDER.index)) for p in group.projects.values()}
@@ -187,7 +259,23 @@ def save_subset(group: Group, name: str, projects: Sequence[ResolvedProject]) ->
 
 
 def write_collection(group: Group) -> Path | None:
-    """Derive the group's STAC Collection from the items of its catalogued projects."""
+    """Derive the group's STAC Collection from the items of its catalogued projects (under a
+    group-level lock: concurrent runs, such as array tasks, each read every item afterwards)."""
+    import fcntl
+    import os
+
+    lock_dir = group.work_dir / "catalog"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / ".collection.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _write_collection(group)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _write_collection(group: Group) -> Path | None:
     from ._io import atomic_write_json
     from .catalog.stac import build_collection, validate_stac
 
@@ -195,7 +283,10 @@ def write_collection(group: Group) -> Path | None:
     for pid in sorted(group.projects):
         item_path = project_paths(group.work_dir, pid).catalog / "item.json"
         if item_path.exists():
-            items.append(read_json(item_path))
+            try:
+                items.append(read_json(item_path))
+            except FileNotFoundError:
+                continue  # withdrawn since we listed it (another run recomputed the project)
             hrefs.append(str(item_path.resolve()))
     target = group.work_dir / "catalog" / "collection.json"
     if not items:

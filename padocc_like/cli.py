@@ -94,6 +94,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="redo phases even if up to date")
     p.add_argument("-w", "--workers", type=int, default=None, help="processes (default: profile)")
     p.add_argument("--json", action="store_true", help="machine-readable outcomes")
+    p.add_argument(
+        "--runner",
+        choices=["local", "slurm"],
+        default="local",
+        help="run here (default), or submit SLURM array jobs (the profile's 'slurm' settings)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="with --runner slurm: write and show the scripts only"
+    )
+
+    p = sub.add_parser("jobs", help="ask SLURM about the projects' jobs and record their states")
+    _selection_args(p)
+    p.add_argument(
+        "--wait", type=float, default=0, metavar="S", help="poll until every job ended (at most S s)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("retry", help="resubmit failed SLURM tasks of a phase with more time or memory")
+    _selection_args(p)
+    p.add_argument("--phase", required=True, choices=PHASES, help="the phase whose failed tasks to resubmit")
+    p.add_argument("--dry-run", action="store_true", help="write and show the scripts only")
+
+    p = sub.add_parser("task", help=argparse.SUPPRESS)  # what an array task runs
+    p.add_argument("group")
+    p.add_argument("--phase", required=True, choices=PHASES)
+    p.add_argument("--tasks", required=True, help="the submission's tasks.json")
+    p.add_argument("--index", required=True, type=int)
 
     p = sub.add_parser("status", help="projects by phase and state, with failure reasons")
     _selection_args(p)
@@ -263,6 +290,89 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK if data["verdict"] == "pass" else EXIT_FAILED
 
 
+def _show_jobs(jobs: Sequence[Any], dry_run: bool) -> None:
+    for job in jobs:
+        if dry_run:
+            print(f"# {job.script_path} ({len(job.tasks)} tasks; not submitted)\n{job.script}")
+        else:
+            print(
+                f"submitted {job.phase}: job {job.job_id}, {len(job.tasks)} tasks, "
+                f"{job.time_min} min, {job.memory_mb} MB ({job.script_path})"
+            )
+
+
+def _cmd_submit(args: argparse.Namespace, phases: Sequence[str]) -> int:
+    from . import api
+
+    group = api.open_group(args.group)
+    projects = api.select(group, args.project, args.status, args.subset)
+    pipeline = [p for p in phases if any(p in pr.phases for pr in projects)]
+    _show_jobs(api.submit(group, pipeline, projects=projects, dry_run=args.dry_run), args.dry_run)
+    return EXIT_OK
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    import time
+
+    from . import api
+    from .runners.slurm import TERMINAL
+
+    group = api.open_group(args.group)
+    projects = api.select(group, args.project, args.status, args.subset)
+    deadline = time.monotonic() + args.wait
+    while True:
+        jobs = api.refresh_jobs(group, projects)
+        pending = [j for phases in jobs.values() for j in phases.values() if j.get("state") not in TERMINAL]
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
+    if args.json:
+        print(json.dumps(jobs, indent=1))
+        return EXIT_OK
+    for pid, phases in jobs.items():
+        for phase, j in phases.items():
+            code = "" if j.get("exit_code") is None else f" exit {j['exit_code']}"
+            print(
+                f"{pid:<30} {phase:<9} {j['array_task']:<14} {j.get('state', '?'):<14}{code} "
+                f"{j.get('elapsed', '')} attempt {j.get('attempt', 1)}"
+            )
+    return EXIT_OK if not pending else EXIT_FAILED
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from . import api
+
+    group = api.open_group(args.group)
+    projects = api.select(group, args.project, args.status, args.subset)
+    jobs, refused = api.retry(group, args.phase, projects=projects, dry_run=args.dry_run)
+    _show_jobs(jobs, args.dry_run)
+    for pid, why in refused.items():
+        print(f"not retried: {pid}: {why}", file=sys.stderr)
+    if not jobs and not refused:
+        print(f"no failed {args.phase} tasks to retry")
+    return EXIT_FAILED if refused else EXIT_OK
+
+
+def _cmd_task(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from . import api
+    from .runners.slurm import task_projects
+
+    group = api.open_group(args.group)
+    ids = task_projects(Path(args.tasks), args.index)
+    workers = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    outcomes = api.run(
+        group,
+        [args.phase],
+        projects=[group.projects[i] for i in ids if i in group.projects],
+        workers=workers,
+        on_outcome=lambda o: _print_outcome(o, False),
+    )
+    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
+
+
 def _cmd_subset(args: argparse.Namespace) -> int:
     from . import api
 
@@ -303,8 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             bad = [p for p in phases if p not in PHASES]
             if bad:
                 raise ConfigError(f"unknown phase {bad[0]!r}; phases are {', '.join(PHASES)}")
+            if args.runner == "slurm":
+                return _cmd_submit(args, phases)
             return _cmd_phases(args, phases)
         return {
+            "jobs": _cmd_jobs,
+            "retry": _cmd_retry,
+            "task": _cmd_task,
             "status": _cmd_status,
             "report": _cmd_report,
             "subset": _cmd_subset,

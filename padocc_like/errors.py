@@ -39,6 +39,11 @@ class ErrorKind(StrEnum):
     STORAGE_NOT_FOUND = "storage-not-found"
     STORAGE_UNAVAILABLE = "storage-unavailable"
     CATALOG_PUBLISH = "catalog-publish"
+    JOB_SUBMISSION = "job-submission"
+    JOB_FAILED = "job-failed"
+    JOB_TIMEOUT = "job-timeout"
+    JOB_OUT_OF_MEMORY = "job-out-of-memory"
+    JOB_CANCELLED = "job-cancelled"
     PUBLISH = "publish"
     UNMAPPED_URL = "unmapped-url"
     COPY_VERIFICATION = "copy-verification"
@@ -205,6 +210,11 @@ __all__ = [
     "CopyConflictError",
     "CopyVerificationError",
     "ErrorKind",
+    "JobCancelledError",
+    "JobError",
+    "JobOutOfMemoryError",
+    "JobSubmissionError",
+    "JobTimeoutError",
     "NoSourcesError",
     "NotRepresentableError",
     "PadoccLikeError",
@@ -258,3 +268,34 @@ class CatalogPublishError(CatalogError):
     """A STAC API refused or failed a request (authentication, a rejected item, no answer)."""
 
     kind = ErrorKind.CATALOG_PUBLISH
+
+
+# --- batch jobs: a scheduler refused a submission or ended a task --------------
+class JobError(PadoccLikeError):
+    """A batch job of a phase failed, or could not be submitted."""
+
+    kind = ErrorKind.JOB_FAILED
+
+
+class JobSubmissionError(JobError):
+    """The scheduler refused a submission (``sbatch`` failed): nothing was queued."""
+
+    kind = ErrorKind.JOB_SUBMISSION
+
+
+class JobTimeoutError(JobError):
+    """The scheduler stopped a task at its time limit."""
+
+    kind = ErrorKind.JOB_TIMEOUT
+
+
+class JobOutOfMemoryError(JobError):
+    """The scheduler stopped a task at its memory limit."""
+
+    kind = ErrorKind.JOB_OUT_OF_MEMORY
+
+
+class JobCancelledError(JobError):
+    """A task was cancelled (``scancel``, a node failure, the operator)."""
+
+    kind = ErrorKind.JOB_CANCELLED

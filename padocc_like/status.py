@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._io import read_json
 from .errors import ConfigError, StateError
 from .state.store import current_products, is_locked, load_state, project_paths
 from .types import PHASE_ORDER, Status
@@ -24,7 +25,7 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
     ``last_phase`` is the last phase of the project's pipeline (``None`` if unknown).
     """
     paths = project_paths(work_dir, project_id)
-    empty = {"phase": None, "error_kind": None, "product": None, "products": {}, "updated": None}
+    empty = {"phase": None, "error_kind": None, "product": None, "products": {}, "jobs": {}, "updated": None}
     try:
         state = load_state(paths)
     except StateError as err:
@@ -39,7 +40,9 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
         return {**empty, "project": project_id, "state": "pending", "reason": ""}
     phase_done = None
     state_name, reason, kind, at_phase = "pending", "", None, None
-    records = [(phase, state["phases"].get(str(phase), {"status": str(Status.PENDING)})) for phase in PHASE_ORDER]
+    records = [
+        (phase, state["phases"].get(str(phase), {"status": str(Status.PENDING)})) for phase in PHASE_ORDER
+    ]
     for i, (phase, rec) in enumerate(records):
         st = rec.get("status")
         if st == Status.PENDING and any(r.get("status") == Status.DONE for _, r in records[i + 1 :]):
@@ -77,6 +80,10 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
         "error_kind": kind,
         "product": {k: product.get(k) for k in fields} if product else None,
         "products": {str(p["kind"]): {k: p.get(k) for k in fields} for p in products},
+        "jobs": {
+            phase: {k: job.get(k) for k in ("array_task", "state", "exit_code", "elapsed", "attempt")}
+            for phase, job in _jobs(paths).items()
+        },
         "updated": state.get("updated"),
     }
 
@@ -109,3 +116,11 @@ def select_ids(
             raise ConfigError(f"unknown state filter {bad[0]!r}; use one of {', '.join(STATE_FILTERS)}")
         chosen = [p for p in chosen if project_status(work_dir, p, last_phases[p])["state"] in states]
     return chosen
+
+
+def _jobs(paths: Any) -> dict[str, Any]:
+    """The project's batch jobs by phase, as the SLURM runner recorded them (``jobs.json``)."""
+    try:
+        return read_json(paths.root / "jobs.json")
+    except (FileNotFoundError, ValueError):
+        return {}

@@ -478,6 +478,50 @@ class PipelineConfig(_Model):
         return phases
 
 
+class SlurmConfig(_Model):
+    """How a site runs phases as SLURM array jobs (one array per phase, one task per project
+    or per ``projects_per_task`` projects). Nothing about a site is built in."""
+
+    partition: str | None = None
+    """``--partition`` (LOTUS: ``standard``, ``debug``...)."""
+    account: str | None = None
+    """``--account``."""
+    qos: str | None = None
+    """``--qos``."""
+    extra_directives: list[str] = Field(default_factory=list)
+    """More ``#SBATCH`` options, one per item without the prefix (``--constraint=amd``)."""
+    setup: list[str] = Field(default_factory=list)
+    """Shell lines run before the task (``module load jaspy``, ``source /path/venv/bin/activate``)."""
+    python: str | None = None
+    """The interpreter that runs tasks (default: the one that submits)."""
+    time_min: int = Field(30, ge=1)
+    """Time limit of a task when scan has no estimate (minutes)."""
+    memory_mb: int = Field(2000, ge=50)
+    """Memory of a task when scan has no estimate (MB)."""
+    max_time_min: int = Field(24 * 60, ge=1)
+    """Retries never ask for more time than this."""
+    max_memory_mb: int = Field(64000, ge=50)
+    """Retries never ask for more memory than this."""
+    escalation: float = Field(2.0, gt=1)
+    """A task that timed out (ran out of memory) is retried with this many times the time (memory)."""
+    max_attempts: int = Field(3, ge=1)
+    """Submissions of one phase of one project, the first included, before ``retry`` stops."""
+    projects_per_task: int = Field(1, ge=1)
+    """Projects one array task runs, one after the other."""
+    max_array_size: int = Field(1000, ge=1)
+    """Most tasks in one array (the site's ``MaxArraySize`` minus one); more are split."""
+    cpus_per_task: int = Field(1, ge=1)
+    """``--cpus-per-task`` (the task's file-level workers)."""
+
+    @field_validator("extra_directives", "setup")
+    @classmethod
+    def _one_line(cls, lines: list[str]) -> list[str]:
+        for line in lines:
+            if "\n" in line or "\r" in line:
+                raise ValueError(f"{line!r}: one line per item (no line breaks)")
+        return lines
+
+
 class ProfileConfig(_Model):
     name: Annotated[str, Field(pattern=ID_PATTERN)] = "default"
     description: str = ""
@@ -488,6 +532,8 @@ class ProfileConfig(_Model):
     stac_schema_dir: str | None = None
     """A directory of STAC core and extension JSON schemas: items and collections are validated
     against them offline (relative to the profile file's directory)."""
+    slurm: SlurmConfig | None = None
+    """How this site runs phases as SLURM array jobs (``--runner slurm``)."""
     workers: int = Field(1, ge=1, le=512)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     inline_threshold: int = Field(500, ge=0)

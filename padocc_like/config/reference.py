@@ -42,6 +42,7 @@ from .models import (
     PublishConfig,
     PublishRule,
     ScanOptions,
+    SlurmConfig,
     Sources,
     StacApiConfig,
     StacAuth,
@@ -75,6 +76,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     PublishRule,
     StacApiConfig,
     StacAuth,
+    SlurmConfig,
 )
 """The models documented, in page order."""
 

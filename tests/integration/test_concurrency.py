@@ -114,3 +114,33 @@ def test_small_projects_skip_the_pool(tmp_path, archive, write_group, monkeypatc
     monkeypatch.setattr(files, "process_pool", lambda n: (_ for _ in ()).throw(AssertionError("pool")))
     g = api.open_group(write_group(_group(tmp_path, 1)))
     assert all(o.status == "done" for o in api.run(g, ["init", "scan"], workers=2))
+
+
+def test_fifty_concurrent_tasks_keep_every_record(tmp_path, archive, write_group):
+    """50 processes, each what one array task of a group runs (one project through every
+    phase, ``python -m padocc_like run -p``), all at once: every project's state, product,
+    report and item is whole, and the group's collection (which every task rewrites under
+    its lock) lists all 50."""
+    n = 50
+    archive(n_files=1, nlat=4, nlon=8)
+    path = write_group(_group(tmp_path, n))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "padocc_like", "run", str(path), "-p", f"p{i}", "-q"],
+            stdout=subprocess.DEVNULL,
+        )
+        for i in range(n)
+    ]
+    assert [p.wait(timeout=900) for p in procs] == [0] * n
+    g = api.open_group(path)
+    rows = api.status(g)
+    assert [r["state"] for r in rows] == ["done"] * n, [r for r in rows if r["state"] != "done"]
+    for i in range(n):
+        root = g.work_dir / "projects" / f"p{i}"
+        state = json.loads((root / "state.json").read_text())
+        assert state["project"] == f"p{i}" and state["products"][0]["status"] == "valid"
+        events = [(e["phase"], e["event"]) for e in state["history"]]
+        assert ("catalog", "done") in events and ("init", "started") in events
+        assert json.loads((root / "catalog" / "item.json").read_text())["id"] == f"p{i}"
+    collection = json.loads((g.work_dir / "catalog" / "collection.json").read_text())
+    assert len([link for link in collection["links"] if link["rel"] == "item"]) == n

@@ -255,6 +255,22 @@ def render_status(group_id: str, rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['project']:<{width}}  {(r['phase'] or '-'):<9} {r['state']:<12} {prod_s:<8} {reason}"
         )
+    with_jobs = [r for r in rows if r.get("jobs")]
+    if with_jobs:  # SLURM runs: each project's job of its current phase (else its last job)
+        lines.append("")
+        lines.append(f"{'project':<{width}}  {'phase':<9} {'job':<14} {'state':<14} elapsed  attempt")
+        order = {ph: i for i, ph in enumerate(PHASES)}
+        for r in with_jobs:
+            jobs = r["jobs"]
+            phase = r["phase"] if r["phase"] in jobs else max(jobs, key=lambda ph: order.get(ph, -1))
+            j = jobs[phase]
+            state = str(j.get("state") or "?") + (
+                "" if j.get("exit_code") in (None, 0) else f" ({j['exit_code']})"
+            )
+            lines.append(
+                f"{r['project']:<{width}}  {phase:<9} {j.get('array_task')!s:<14} {state:<14} "
+                f"{j.get('elapsed') or '-'!s:<8} {j.get('attempt') or 1}"
+            )
     failures: dict[str, list[str]] = {}
     for r in rows:
         if r["state"] == "failed":

@@ -90,6 +90,13 @@ def test_a_group_runs_as_chained_array_jobs(slurm_cluster, archive, write_group,
     state = json.loads((group.work_dir / "projects" / "first" / "state.json").read_text())
     assert state["products"][0]["status"] == "valid"
     assert main(["jobs", str(path)]) == 0
+    from padocc_like.cli import render_status
+
+    table = render_status("g", api.status(group))
+    assert any(
+        line.split()[:4] == ["broken", "init", rows["broken"]["jobs"]["init"]["array_task"], "FAILED"]
+        for line in table.splitlines()
+    ), table
 
 
 def test_a_timed_out_task_is_retried_with_more_time(slurm_cluster, archive, write_group, tmp_path):

@@ -5,7 +5,7 @@ One array job per phase over the selected projects, one task per project (or per
 (``--dependency=aftercorr``), so a project moves on as soon as its own task succeeded. Each
 task runs ``python -m padocc_like task`` over its projects with the local runner: the state
 it writes is the same as a local run's. The submission records, in every project's state,
-the job and task ids, the attempt and the resources asked for (``state["jobs"][phase]``);
+the job and task ids, the attempt and the resources asked for (``jobs.json``, beside ``state.json``);
 :func:`refresh` reads the scheduler (``squeue``, ``scontrol``, then ``sacct`` or the
 job-completion log for jobs that left the queue) and records each task's end; a task the
 scheduler killed (time limit, memory, cancellation) fails its phase with that reason.

@@ -4,7 +4,7 @@ One array job per phase over the selected projects, one task per project (or per
 ``projects_per_task``); later phases' arrays wait for the same task of the previous one
 (``--dependency=aftercorr``), so a project moves on as soon as its own task succeeded. Each
 task runs ``python -m padocc_like task`` over its projects with the local runner: the state
-it writes is the same as a local run's. The submission records, in every project's state,
+it writes is the same as a local run's. The submission records, for every project,
 the job and task ids, the attempt and the resources asked for (``jobs.json``, beside ``state.json``);
 :func:`refresh` reads the scheduler (``squeue``, ``scontrol``, then ``sacct`` or the
 job-completion log for jobs that left the queue) and records each task's end; a task the

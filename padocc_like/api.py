@@ -154,7 +154,7 @@ def submit(
     wanted = {Phase(p) for p in phases}
     selected = list(projects) if projects is not None else list(group.projects.values())
     ordered = [p for p in PHASE_ORDER if p in wanted]
-    cfg = slurm.slurm_config(selected, group.profile.slurm)
+    cfg = slurm.slurm_config(group.profile.slurm)
     return slurm.submit(
         group_id=group.id,
         group_path=group.path,
@@ -191,7 +191,7 @@ def retry(
 
     phase = Phase(phase)
     selected = list(projects) if projects is not None else list(group.projects.values())
-    cfg = slurm.slurm_config(selected, group.profile.slurm)
+    cfg = slurm.slurm_config(group.profile.slurm)
     refresh_jobs(group, selected, env)
     resources, attempts, refused = slurm.retry_plan(group.work_dir, [p.id for p in selected], phase, cfg)
     again = [p for p in selected if p.id in resources]

@@ -28,7 +28,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,6 @@ class ArrayJob:
     script: str
     script_path: Path
     job_id: str | None = None
-    attempts: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -293,7 +292,8 @@ def _from_jobcomp(job_id: str, env: Mapping[str, str] | None) -> dict[int, dict[
 
 
 # --- submission ----------------------------------------------------------------------------
-def slurm_config(projects: Sequence[ResolvedProject], profile_slurm: SlurmConfig | None) -> SlurmConfig:
+def slurm_config(profile_slurm: SlurmConfig | None) -> SlurmConfig:
+    """The profile's SLURM settings; a configuration error naming where they go when absent."""
     if profile_slurm is None:
         raise ConfigError("--runner slurm needs a 'slurm' section in the profile (configs/<site>.yaml)")
     return profile_slurm

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", required=True, choices=PHASES)
     p.add_argument("--tasks", required=True, help="the submission's tasks.json")
     p.add_argument("--index", required=True, type=int)
+    p.add_argument(
+        "--shard", action="store_true", help="--index names a shard (scan a slice of one project's files)"
+    )
 
     p = sub.add_parser("status", help="projects by phase and state, with failure reasons")
     _selection_args(p)
@@ -377,8 +380,14 @@ def _cmd_task(args: argparse.Namespace) -> int:
     from .runners.slurm import task_projects
 
     group = api.open_group(args.group)
-    ids = task_projects(Path(args.tasks), args.index)
     workers = int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    if args.shard:  # scan files into the project's cache only: no state, no phase
+        from .runners.slurm import run_shard
+
+        pid, shard, n_shards, n_files = run_shard(group, Path(args.tasks), args.index, workers)
+        print(f"{pid}: shard {shard + 1}/{n_shards} scanned {n_files} files")
+        return EXIT_OK
+    ids = task_projects(Path(args.tasks), args.index)
     outcomes = api.run(
         group,
         [args.phase],

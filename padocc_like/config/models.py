@@ -512,6 +512,12 @@ class SlurmConfig(_Model):
     """Most tasks in one array (the site's ``MaxArraySize`` minus one); more are split."""
     cpus_per_task: int = Field(1, ge=1)
     """``--cpus-per-task`` (the task's file-level workers)."""
+    split_files: int | None = Field(5000, ge=1)
+    """A project whose manifest lists more files than this has its files scanned by a *shard*
+    array before its scan task (one shard per ``shard_files`` files); ``null``: never split.
+    Needs the manifest at submission (init already done)."""
+    shard_files: int | None = Field(None, ge=1)
+    """Files one shard task scans (default: ``split_files``)."""
 
     @field_validator("extra_directives", "setup")
     @classmethod

@@ -1,12 +1,16 @@
 """Run phases as SLURM array jobs: render, submit, monitor, retry with escalation.
 
-One array job per phase over the selected projects, one task per project (or per
-``projects_per_task``); later phases' arrays wait for the same task of the previous one
-(``--dependency=aftercorr``), so a project moves on as soon as its own task succeeded. Each
-task runs ``python -m padocc_like task`` over its projects with the local runner: the state
-it writes is the same as a local run's. The submission records, for every project,
-the job and task ids, the attempt and the resources asked for (``jobs.json``, beside ``state.json``);
-:func:`refresh` reads the scheduler (``squeue``, ``scontrol``, then ``sacct`` or the
+The selected projects are sorted into resource buckets (:func:`plan`: each project's time and
+memory need, rounded up a doubling ladder of the configured defaults); per bucket, one array
+job per phase, one task per project (or per ``projects_per_task``); later phases' arrays wait
+for the same task of the previous one (``--dependency=aftercorr``), so a project moves on as
+soon as its own task succeeded. A project with more than ``split_files`` files (manifest
+known at submission) gets a shard array before scan: each shard task scans a slice of its
+files into the scan cache, and the scan task, started once every shard ended, finds them
+there (:func:`shard_counts`, :func:`run_shard`). Each task runs ``python -m padocc_like task``
+over its projects with the local runner: the state it writes is the same as a local run's.
+The submission records, for every project, the job and task ids, the attempt and the
+resources asked for (``jobs.json``, beside ``state.json``); :func:`refresh` reads the scheduler (``squeue``, ``scontrol``, then ``sacct`` or the
 job-completion log for jobs that left the queue) and records each task's end; a task the
 scheduler killed (time limit, memory, cancellation) fails its phase with that reason.
 :func:`retry` resubmits failed tasks with more time or memory, up to the configured limits.
@@ -82,8 +86,37 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """One shard task: it scans slice ``shard`` of ``n_shards`` of a project's files."""
+
+    index: int
+    project: str
+    shard: int
+    n_shards: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Projects that need about the same resources: one chain of arrays (one per phase).
+    Task (and shard) indices count on across buckets: they index the submission's
+    ``tasks.json``, each bucket's arrays a range of it."""
+
+    index: int
+    time_min: int
+    memory_mb: int
+    split: bool
+    tasks: tuple[Task, ...]
+    shards: tuple[Shard, ...] = ()
+
+    @property
+    def projects(self) -> list[str]:
+        return [pid for t in self.tasks for pid in t.projects]
+
+
+@dataclass(frozen=True)
 class ArrayJob:
-    """One phase's array job as rendered (and, once submitted, its id)."""
+    """One phase's array job of one bucket as rendered (and, once submitted, its id); with
+    ``shard`` the array that scans the files of the bucket's split projects before scan."""
 
     phase: Phase
     tasks: tuple[Task, ...]
@@ -92,6 +125,8 @@ class ArrayJob:
     script: str
     script_path: Path
     job_id: str | None = None
+    bucket: int = 0
+    shard: bool = False
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -122,11 +157,73 @@ def escalated(previous: Mapping[str, Any], cfg: SlurmConfig) -> tuple[int, int]:
     return time_min, memory_mb
 
 
-def pack(projects: Sequence[str], per_task: int) -> list[Task]:
-    """Projects into tasks of ``per_task`` each, in order; indices from 0."""
+def pack(projects: Sequence[str], per_task: int, first: int = 0) -> list[Task]:
+    """Projects into tasks of ``per_task`` each, in order; indices from ``first``."""
     return [
-        Task(i, tuple(projects[j : j + per_task])) for i, j in enumerate(range(0, len(projects), per_task))
+        Task(first + i, tuple(projects[j : j + per_task]))
+        for i, j in enumerate(range(0, len(projects), per_task))
     ]
+
+
+def rung(value: int, base: int, cap: int) -> int:
+    """``value`` rounded up the ladder ``base``, 2 x ``base``, 4 x ``base``... (at most ``cap``)."""
+    step = base
+    while step < value and step < cap:
+        step *= 2
+    return min(step, cap)
+
+
+def plan(
+    projects: Sequence[str],
+    needs: Mapping[str, tuple[int, int]],
+    cfg: SlurmConfig,
+    shards: Mapping[str, int] | None = None,
+) -> list[Bucket]:
+    """Projects into resource buckets, each packed into tasks: a project's (minutes, MB) need
+    rounded up the ladder of the configured defaults (doubling, capped at the limits) names its
+    bucket; projects split into ``shards`` (project -> shard count) get buckets of their own.
+    Buckets go smallest first; projects keep their order within one."""
+    shards = shards or {}
+    members: dict[tuple[bool, int, int], list[str]] = {}
+    for pid in projects:
+        time_min, memory_mb = needs[pid]
+        key = (
+            pid in shards,
+            rung(time_min, cfg.time_min, cfg.max_time_min),
+            rung(memory_mb, cfg.memory_mb, cfg.max_memory_mb),
+        )
+        members.setdefault(key, []).append(pid)
+    buckets: list[Bucket] = []
+    n_tasks = n_shards = 0
+    for i, key in enumerate(sorted(members)):
+        tasks = pack(members[key], cfg.projects_per_task, first=n_tasks)
+        slices = [(pid, k) for pid in members[key] if pid in shards for k in range(shards[pid])]
+        split = [Shard(n_shards + j, pid, k, shards[pid]) for j, (pid, k) in enumerate(slices)]
+        n_tasks += len(tasks)
+        n_shards += len(split)
+        buckets.append(Bucket(i, key[1], key[2], key[0], tuple(tasks), tuple(split)))
+    return buckets
+
+
+def shard_counts(
+    work_dir: Path, projects: Sequence[ResolvedProject], phases: Sequence[Phase], cfg: SlurmConfig
+) -> dict[str, int]:
+    """How many shard tasks scan the files of each project to split (project -> count): those
+    with scan among ``phases`` whose manifest (init done) lists more than ``split_files`` files."""
+    if Phase.SCAN not in phases or cfg.split_files is None:
+        return {}
+    per_shard = cfg.shard_files or cfg.split_files
+    counts: dict[str, int] = {}
+    for project in projects:
+        if Phase.SCAN not in project.phases:
+            continue
+        try:
+            n_files = len(read_json(project_paths(work_dir, project.id).manifest)["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no manifest yet: init runs in this submission, the project is not split
+        if n_files > cfg.split_files and math.ceil(n_files / per_shard) > 1:
+            counts[project.id] = math.ceil(n_files / per_shard)
+    return counts
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -147,18 +244,24 @@ def render(
     job_name: str,
     python: str,
     dependency: str | None = None,
+    first_task: int = 0,
+    after_all: Sequence[str] = (),
+    shard: bool = False,
 ) -> str:
-    """The ``sbatch`` script of one phase's array (every value quoted for the shell)."""
+    """The ``sbatch`` script of one phase's array over tasks ``first_task`` onwards (every value
+    quoted for the shell): each task waits for the same task of ``dependency`` and for all the
+    tasks of every job in ``after_all``; with ``shard``, the tasks are shards (scan files only)."""
     q = shlex.quote
+    logs = f"{phase}-shard" if shard else str(phase)
     directives = [
         f"--job-name={job_name}",
-        f"--array=0-{n_tasks - 1}",
+        f"--array={first_task}-{first_task + n_tasks - 1}",
         f"--time={_hms(time_min)}",
         f"--mem={memory_mb}M",
         f"--cpus-per-task={cfg.cpus_per_task}",
         "--ntasks=1",
-        f"--output={log_dir / f'{phase}-%A_%a.out'}",
-        f"--error={log_dir / f'{phase}-%A_%a.err'}",
+        f"--output={log_dir / f'{logs}-%A_%a.out'}",
+        f"--error={log_dir / f'{logs}-%A_%a.err'}",
     ]
     if cfg.partition:
         directives.append(f"--partition={cfg.partition}")
@@ -166,8 +269,9 @@ def render(
         directives.append(f"--account={cfg.account}")
     if cfg.qos:
         directives.append(f"--qos={cfg.qos}")
-    if dependency:  # a task whose project failed the previous phase is cancelled, not left waiting
-        directives += [f"--dependency=aftercorr:{dependency}", "--kill-on-invalid-dep=yes"]
+    after = ([f"aftercorr:{dependency}"] if dependency else []) + [f"afterany:{j}" for j in after_all]
+    if after:  # a task whose project failed the previous phase is cancelled, not left waiting
+        directives += [f"--dependency={','.join(after)}", "--kill-on-invalid-dep=yes"]
     directives += cfg.extra_directives
     for d in directives:
         if "\n" in d or "\r" in d:
@@ -175,7 +279,7 @@ def render(
     lines = ["#!/bin/bash", *(f"#SBATCH {q(d)}" for d in directives), "set -eo pipefail"]
     lines += list(cfg.setup)
     command = [python, "-m", "padocc_like", "task", str(group_path), "--phase", str(phase)]
-    command += ["--tasks", str(tasks_file), "--index"]
+    command += ["--tasks", str(tasks_file), *(["--shard"] if shard else []), "--index"]
     lines.append(" ".join(q(c) for c in command) + ' "${SLURM_ARRAY_TASK_ID}"')
     return "\n".join(lines) + "\n"
 
@@ -312,89 +416,170 @@ def submit(
     resources: Mapping[str, tuple[int, int]] | None = None,
     attempt: Mapping[str, int] | None = None,
 ) -> list[ArrayJob]:
-    """Render (and unless ``dry_run``, submit) one array per phase over ``projects``, chained
-    task by task; record the jobs in every project's state. ``resources`` (project -> minutes,
-    MB) overrides the estimates (retries)."""
+    """Render (and unless ``dry_run``, submit) the arrays over ``projects``: per resource bucket
+    (:func:`plan`) one array per phase, chained task by task, with a shard array before scan
+    for the projects split (:func:`shard_counts`); record the jobs in every project's
+    ``jobs.json``. ``resources`` (project -> minutes, MB) overrides the estimates (retries)."""
     ids = [p.id for p in projects]
     if not ids:
         return []
     stamp = utc_now().replace(":", "").replace("-", "")
     run_dir = work_dir / "slurm" / stamp
     log_dir = run_dir / "logs"
-    tasks = pack(ids, cfg.projects_per_task)
-    if len(tasks) > cfg.max_array_size:
+    wanted = {
+        pid: {
+            phase: (resources or {}).get(pid)
+            or estimated_resources(project_paths(work_dir, pid).root, phase, cfg)
+            for phase in phases
+        }
+        for pid in ids
+    }
+    needs = {pid: (max(t for t, _ in w.values()), max(m for _, m in w.values())) for pid, w in wanted.items()}
+    buckets = plan(ids, needs, cfg, shard_counts(work_dir, projects, phases, cfg))
+    all_tasks = [t for b in buckets for t in b.tasks]
+    all_shards = [s for b in buckets for s in b.shards]
+    if max(len(all_tasks), len(all_shards)) > cfg.max_array_size:
         raise ConfigError(
-            f"{len(tasks)} array tasks exceed slurm.max_array_size {cfg.max_array_size}; "
-            "select fewer projects or raise projects_per_task"
+            f"{max(len(all_tasks), len(all_shards))} array tasks exceed slurm.max_array_size "
+            f"{cfg.max_array_size}; select fewer projects or raise projects_per_task (or shard_files)"
         )
-    python = cfg.python or sys.executable
     tasks_file = run_dir / "tasks.json"
-    jobs: list[ArrayJob] = []
-    previous: str | None = None
     if not dry_run:
         log_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(tasks_file, {"group": group_id, "tasks": [list(t.projects) for t in tasks]})
-    for phase in phases:
-        wanted = [
-            (resources or {}).get(pid) or estimated_resources(project_paths(work_dir, pid).root, phase, cfg)
-            for pid in ids
-        ]
-        time_min = max(t for t, _ in wanted)
-        memory_mb = max(m for _, m in wanted)
-        script = render(
-            phase=phase,
-            group_path=group_path,
-            tasks_file=tasks_file,
-            n_tasks=len(tasks),
-            time_min=time_min,
-            memory_mb=memory_mb,
-            cfg=cfg,
-            log_dir=log_dir,
-            job_name=f"padocc-{group_id}-{phase}",
-            python=python,
-            dependency=previous,
-        )
-        script_path = run_dir / f"{phase}.sbatch"
-        job_id = None
-        if dry_run:
-            previous = f"<job id of the {phase} array>"  # what the real submission puts here
-        else:
-            atomic_write_text(script_path, script)
-            job_id = sbatch(script_path, env)
-            previous = job_id
-            _record_submission(
-                work_dir, phase, tasks, job_id, time_min, memory_mb, script_path, attempt or {}
-            )
-        jobs.append(ArrayJob(phase, tuple(tasks), time_min, memory_mb, script, script_path, job_id))
+        listed: dict[str, Any] = {"group": group_id, "tasks": [list(t.projects) for t in all_tasks]}
+        if all_shards:
+            listed["shards"] = [[s.project, s.shard, s.n_shards] for s in all_shards]
+        atomic_write_json(tasks_file, listed)
+    chain = _Chain(group_id, group_path, tasks_file, log_dir, cfg, env, dry_run, len(buckets) > 1)
+    jobs: list[ArrayJob] = []
+    for bucket in buckets:
+        previous: str | None = None
+        for phase in phases:
+            time_min = max(wanted[pid][phase][0] for pid in bucket.projects)
+            memory_mb = max(wanted[pid][phase][1] for pid in bucket.projects)
+            shard_job: ArrayJob | None = None
+            if phase == Phase.SCAN and bucket.shards:
+                # the scan tasks start once every shard of the bucket ended, done or not
+                shard_tasks = [Task(s.index, (s.project,)) for s in bucket.shards]
+                after = [previous] if previous else []
+                shard_job = chain.array(
+                    bucket, phase, shard_tasks, time_min, memory_mb, None, after, shard=True
+                )
+                jobs.append(shard_job)
+            after = [chain.ref(shard_job)] if shard_job else []
+            job = chain.array(bucket, phase, bucket.tasks, time_min, memory_mb, previous, after)
+            jobs.append(job)
+            previous = chain.ref(job)
+            if job.job_id:
+                extra = _shard_fields(bucket, shard_job) if shard_job else {}
+                _record_submission(work_dir, job, attempt or {}, extra)
     return jobs
 
 
+@dataclass(frozen=True)
+class _Chain:
+    """What every array of one submission shares."""
+
+    group_id: str
+    group_path: Path
+    tasks_file: Path
+    log_dir: Path
+    cfg: SlurmConfig
+    env: Mapping[str, str] | None
+    dry_run: bool
+    several: bool  # more than one bucket: scripts are named by bucket
+
+    def array(
+        self,
+        bucket: Bucket,
+        phase: Phase,
+        tasks: Sequence[Task],
+        time_min: int,
+        memory_mb: int,
+        dependency: str | None,
+        after_all: Sequence[str] = (),
+        shard: bool = False,
+    ) -> ArrayJob:
+        """Render one array over ``tasks`` (and unless a dry run, write and submit it)."""
+        name = f"{phase}-shards" if shard else str(phase)
+        script = render(
+            phase=phase,
+            group_path=self.group_path,
+            tasks_file=self.tasks_file,
+            n_tasks=len(tasks),
+            first_task=tasks[0].index,
+            time_min=time_min,
+            memory_mb=memory_mb,
+            cfg=self.cfg,
+            log_dir=self.log_dir,
+            job_name=f"padocc-{self.group_id}-{name}",
+            python=self.cfg.python or sys.executable,
+            dependency=dependency,
+            after_all=after_all,
+            shard=shard,
+        )
+        script_path = self.tasks_file.parent / f"{name}{f'-b{bucket.index}' if self.several else ''}.sbatch"
+        job_id = None
+        if not self.dry_run:
+            atomic_write_text(script_path, script)
+            job_id = sbatch(script_path, self.env)
+        return ArrayJob(
+            phase, tuple(tasks), time_min, memory_mb, script, script_path, job_id, bucket.index, shard
+        )
+
+    def ref(self, job: ArrayJob) -> str:
+        """How a later array names ``job`` in its dependency (a placeholder in a dry run)."""
+        if job.job_id:
+            return job.job_id
+        where = f" of bucket {job.bucket}" if self.several else ""
+        return f"<job id of the {'shard' if job.shard else job.phase} array{where}>"
+
+
+def _shard_fields(bucket: Bucket, job: ArrayJob) -> dict[str, dict[str, Any]]:
+    """What the scan records of a bucket's split projects say about their shards."""
+    fields: dict[str, dict[str, Any]] = {}
+    for s in bucket.shards:
+        rec = fields.setdefault(s.project, {"shard_job": job.job_id, "shards": s.n_shards})
+        rec["shard_tasks"] = [rec.get("shard_tasks", [s.index])[0], s.index]
+    return fields
+
+
 def _record_submission(
-    work_dir: Path,
-    phase: Phase,
-    tasks: Sequence[Task],
-    job_id: str,
-    time_min: int,
-    memory_mb: int,
-    script: Path,
-    attempt: Mapping[str, int],
+    work_dir: Path, job: ArrayJob, attempt: Mapping[str, int], extra: Mapping[str, Mapping[str, Any]]
 ) -> None:
-    for task in tasks:
+    for task in job.tasks:
         for pid in task.projects:
             record = {
                 "runner": "slurm",
-                "job_id": job_id,
+                "job_id": job.job_id,
                 "task_id": task.index,
-                "array_task": f"{job_id}_{task.index}",
+                "array_task": f"{job.job_id}_{task.index}",
                 "attempt": attempt.get(pid, 1),
-                "time_min": time_min,
-                "memory_mb": memory_mb,
+                "time_min": job.time_min,
+                "memory_mb": job.memory_mb,
+                "bucket": job.bucket,
                 "submitted": utc_now(),
-                "script": str(script),
+                "script": str(job.script_path),
                 "state": "PENDING",
+                **extra.get(pid, {}),
             }
             with jobs_file(project_paths(work_dir, pid)) as jobs:
-                jobs[str(phase)] = record
+                jobs[str(job.phase)] = record
+
+
+def run_shard(group: Any, tasks_file: Path, index: int, workers: int = 1) -> tuple[str, int, int, int]:
+    """What shard task ``index`` runs: scan its slice of its project's files into the scan
+    cache (no state written). Returns (project, shard, shard count, files scanned)."""
+    from ..stages.scan import scan_shard
+
+    shards = json.loads(tasks_file.read_text()).get("shards", [])
+    if not 0 <= index < len(shards):
+        raise ConfigError(f"{tasks_file}: no shard {index} (it has {len(shards)})")
+    pid, shard, n_shards = shards[index]
+    if pid not in group.projects:
+        raise ConfigError(f"{tasks_file}: shard {index} names project {pid!r}, not in the group")
+    paths = project_paths(group.work_dir, pid)
+    return pid, shard, n_shards, scan_shard(group.projects[pid], paths, shard, n_shards, workers)
 
 
 JOBS_FILE = "jobs.json"

@@ -104,7 +104,13 @@ class ScanCache:
             self.flush()
 
     def _write(self, blobs: list[bytes], count: int) -> Path:
-        path = self.dir / f"scans-{time.time_ns():020d}-{os.getpid()}.pkl"
+        import secrets
+        import socket
+
+        # unique across the hosts and processes that fill one cache at once (SLURM shard tasks)
+        host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname()) or "host"
+        name = f"scans-{time.time_ns():020d}-{host}-{os.getpid()}-{secrets.token_hex(4)}.pkl"
+        path = self.dir / name
         header = pickle.dumps({"format": CACHE_FORMAT, "version": __version__, "scans": count}, protocol=5)
         atomic_write_bytes(path, b"".join([header, *blobs]), durable=False)
         return path

@@ -321,3 +321,24 @@ def scan_stage(
             "kinds": {str(k): report["products"][str(k)]["representable"] for k in kinds},
         },
     )
+
+
+def shard_slice(n_files: int, shard: int, n_shards: int) -> slice:
+    """The manifest files of shard ``shard`` of ``n_shards``: contiguous, sizes within one of
+    each other, together every file once."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"no shard {shard} of {n_shards}")
+    return slice(shard * n_files // n_shards, (shard + 1) * n_files // n_shards)
+
+
+def scan_shard(
+    project: ResolvedProject, paths: ProjectPaths, shard: int, n_shards: int, workers: int = 1
+) -> int:
+    """Scan one contiguous slice of the manifest's files into the project's scan cache (a SLURM
+    shard task of a very large project): no state is written and no phase changes; the scan
+    phase then finds these files cached. Returns the number of files in the slice."""
+    files = read_json(paths.manifest)["files"]
+    entries = files[shard_slice(len(files), shard, n_shards)]
+    with gc_paused():
+        scan_entries(entries, project.inline_threshold, paths.file_cache, workers)
+    return len(entries)

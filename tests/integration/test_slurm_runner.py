@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,48 @@ def test_a_submission_error_is_an_error(slurm_cluster, archive, write_group):
     group = api.open_group(path)
     with pytest.raises(JobSubmissionError, match=r"invalid partition|no-such-partition"):
         api.submit(group, ["init"], env=slurm_cluster.env())
+
+
+def test_a_large_project_is_scanned_by_shard_tasks(slurm_cluster, archive, write_group, monkeypatch):
+    """24 files with split_files 8: after a local init, three shard tasks scan the files into the
+    cache before the scan task, which finds them all there; the product is a local run's."""
+    from padocc_like.runners import slurm
+
+    archive("a", n_files=24)
+    project = "  - {id: big, sources: {glob: a/*.nc}, concat_dims: [time]}"
+    path = group_file(write_group, "{partition: debug, time_min: 5, memory_mb: 600, split_files: 8}", project)
+    env = slurm_cluster.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    group = api.open_group(path)
+    assert api.run(group, ["init"])[0].status == "done"  # the manifest says how many files
+
+    assert main(["run", str(path), "--runner", "slurm", "--phases", "scan,compute,validate"]) == 0
+    jobs = wait_for_jobs(group, env, timeout=150)["big"]
+    assert {ph: j["state"] for ph, j in jobs.items()} == dict.fromkeys(PHASES[1:], "COMPLETED")
+    assert jobs["scan"]["shards"] == 3 and jobs["scan"]["shard_tasks"] == [0, 2]
+    shards = slurm.finished(jobs["scan"]["shard_job"], env)
+    assert {i: t["state"] for i, t in shards.items()} == dict.fromkeys(range(3), "COMPLETED")
+
+    # the shard tasks (three processes) wrote the cache; scan and compute only read it
+    segments = sorted((group.work_dir / "projects" / "big" / "cache" / "files").glob("scans-*.pkl"))
+    assert len(segments) == 3 and len({s.name.rsplit("-", 2)[1] for s in segments}) == 3, segments
+    state = json.loads((group.work_dir / "projects" / "big" / "state.json").read_text())
+    assert state["products"][0]["status"] == "valid" and state["products"][0]["n_files"] == 24
+
+    local = write_group(
+        f"""
+        group: g
+        work_dir: local
+        pipeline: kerchunk-no-catalog
+        projects:
+        {project}
+        """,
+        name="local.yaml",
+    )
+    local_group = api.open_group(local)
+    assert {o.status for o in api.run(local_group, PHASES)} == {"done"}
+    local_state = json.loads((local_group.work_dir / "projects" / "big" / "state.json").read_text())
+    ours, theirs = state["products"][0], local_state["products"][0]
+    assert Path(ours["path"]).read_bytes() == Path(theirs["path"]).read_bytes()
+    assert ours["sha256"] == theirs["sha256"]

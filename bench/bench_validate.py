@@ -90,10 +90,11 @@ def w_build(job: dict[str, Any], probe: br.Probe) -> dict[str, Any]:
 def w_validate(job: dict[str, Any], probe: br.Probe) -> dict[str, Any]:
     """The validate phase alone, forced, with ``workers`` processes."""
     from padocc_like import api
+    from padocc_like.runners.pool import LocalEngine
     from padocc_like.validation import parallel
 
     if job.get("parallel_min_bytes") is not None:
-        parallel.PARALLEL_MIN_BYTES = job["parallel_min_bytes"]
+        LocalEngine.min_bytes = job["parallel_min_bytes"]
     pools: list[bool] = []
     pool_cpu: list[float] = []
     init, close = parallel.Workers.__init__, parallel.Workers.close

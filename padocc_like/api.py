@@ -19,7 +19,7 @@ from typing import Any
 from . import status as _status
 from ._io import atomic_write_text, read_json
 from .config.load import Group, load_group
-from .config.models import ResolvedProject
+from .config.models import DaskConfig, ResolvedProject
 from .errors import ConfigError, StateError
 from .stages.base import PhaseOutcome, RunContext
 from .state.store import current_products, load_state, project_paths
@@ -81,16 +81,32 @@ def run(
     workers: int | None = None,
     on_outcome: Callable[[PhaseOutcome], None] | None = None,
     env: Mapping[str, str] | None = None,
+    runner: str = "local",
+    dask: DaskConfig | None = None,
 ) -> list[PhaseOutcome]:
     """Run ``phases`` (in pipeline order) over ``projects`` (default: all). Store credentials
-    come from ``env`` (default: the process environment)."""
+    come from ``env`` (default: the process environment).
+
+    ``runner="dask"`` sends the per-file work to a Dask cluster: ``dask``, else the
+    profile's ``dask`` settings, else a local cluster of ``workers``; the products are the
+    same as the local runner's."""
     from . import storage
     from .config.load import group_stores
     from .runners.local import run_phases, secrets_for, storage_for
 
+    if runner not in ("local", "dask"):
+        raise ConfigError(f"unknown runner {runner!r}; api.run runs 'local' or 'dask' (SLURM: api.submit)")
     stac_api = group.config.stac_api or group.profile.stac_api
     secrets = secrets_for(stac_api, env)
     with storage.using(storage_for(group_stores(group.config, group.profile), env)):
+        if runner == "dask":
+            from .runners.dask import dask_engine
+            from .runners.pool import using_engine
+
+            cfg = dask or group.profile.dask or DaskConfig()
+            n = workers or group.profile.workers
+            with dask_engine(cfg, n, group.profile.slurm, group.work_dir) as engine, using_engine(engine):
+                return _run(group, phases, projects, force, workers, on_outcome, run_phases, secrets)
         return _run(group, phases, projects, force, workers, on_outcome, run_phases, secrets)
 
 

@@ -96,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable outcomes")
     p.add_argument(
         "--runner",
-        choices=["local", "slurm"],
+        choices=["local", "slurm", "dask"],
         default="local",
-        help="run here (default), or submit SLURM array jobs (the profile's 'slurm' settings)",
+        help="run here (default); submit SLURM array jobs (the profile's 'slurm' settings); or run "
+        "here with per-file work on a Dask cluster (the profile's 'dask' settings, default a local one)",
     )
     p.add_argument(
         "--dry-run", action="store_true", help="with --runner slurm: write and show the scripts only"
+    )
+    p.add_argument(
+        "--dask-address", metavar="URL", help="with --runner dask: the scheduler to use (tcp://host:8786)"
     )
 
     p = sub.add_parser("jobs", help="ask SLURM about the projects' jobs and record their states")
@@ -171,6 +175,13 @@ def _print_outcome(out: Any, as_json: bool) -> None:
 
 def _cmd_phases(args: argparse.Namespace, phases: Sequence[str]) -> int:
     from . import api
+    from .config.models import DaskConfig
+    from .errors import ConfigError
+
+    runner = getattr(args, "runner", "local")
+    address = getattr(args, "dask_address", None)
+    if address and runner != "dask":
+        raise ConfigError("--dask-address needs --runner dask")
 
     group = api.open_group(args.group)
     projects = api.select(group, args.project, args.status, args.subset)
@@ -184,6 +195,12 @@ def _cmd_phases(args: argparse.Namespace, phases: Sequence[str]) -> int:
         force=args.force,
         workers=args.workers,
         on_outcome=lambda o: _print_outcome(o, args.json),
+        runner=runner,
+        dask=(group.profile.dask or DaskConfig()).model_copy(
+            update={"cluster": "address", "address": address}
+        )
+        if address
+        else None,
     )
     failed = [o for o in outcomes if o.status == "failed"]
     if not args.json:

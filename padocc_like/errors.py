@@ -44,10 +44,12 @@ class ErrorKind(StrEnum):
     JOB_TIMEOUT = "job-timeout"
     JOB_OUT_OF_MEMORY = "job-out-of-memory"
     JOB_CANCELLED = "job-cancelled"
+    CLUSTER_UNAVAILABLE = "cluster-unavailable"
     PUBLISH = "publish"
     UNMAPPED_URL = "unmapped-url"
     COPY_VERIFICATION = "copy-verification"
     COPY_CONFLICT = "copy-conflict"
+    DISK_FULL = "disk-full"
 
 
 class PadoccLikeError(Exception):
@@ -153,6 +155,18 @@ class StateError(PadoccLikeError):
     kind = ErrorKind.STATE
 
 
+class DiskFullError(PadoccLikeError, OSError):
+    """A filesystem is full (or over quota): names the file or directory being written and
+    the space left; nothing half-written is kept. An ``OSError`` (``errno`` ``ENOSPC``), so
+    handlers of write errors still catch it."""
+
+    kind = ErrorKind.DISK_FULL
+
+    def __init__(self, message: str, errno_: int = 28) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
 class StateLockedError(StateError):
     """Another process holds the project's lock."""
 
@@ -206,9 +220,11 @@ __all__ = [
     "AggregationError",
     "CatalogError",
     "CatalogPublishError",
+    "ClusterUnavailableError",
     "ConfigError",
     "CopyConflictError",
     "CopyVerificationError",
+    "DiskFullError",
     "ErrorKind",
     "JobCancelledError",
     "JobError",
@@ -299,3 +315,9 @@ class JobCancelledError(JobError):
     """A task was cancelled (``scancel``, a node failure, the operator)."""
 
     kind = ErrorKind.JOB_CANCELLED
+
+
+class ClusterUnavailableError(JobError):
+    """A Dask cluster could not be started or reached, or had no worker in time."""
+
+    kind = ErrorKind.CLUSTER_UNAVAILABLE

@@ -528,6 +528,42 @@ class SlurmConfig(_Model):
         return lines
 
 
+class DaskConfig(_Model):
+    """Where ``--runner dask`` runs the per-file work of projects (scans, validation blocks):
+    a local cluster, a running scheduler, or SLURM jobs started through dask-jobqueue (with
+    the profile's ``slurm`` settings: partition, account, qos, directives, setup lines)."""
+
+    cluster: Literal["local", "address", "slurm"] = "local"
+    """``local``: a ``distributed.LocalCluster`` on this machine; ``address``: connect to the
+    scheduler at ``address``; ``slurm``: a dask-jobqueue ``SLURMCluster``."""
+    address: str | None = None
+    """The scheduler to connect to with ``cluster: address`` (``tcp://host:8786``)."""
+    n_workers: int | None = Field(None, ge=1, le=4096)
+    """Workers of a local cluster (default: the run's ``workers``), or SLURM jobs to start."""
+    threads_per_worker: int = Field(1, ge=1, le=64)
+    """Threads of each worker (HDF5 holds a global lock: 1 keeps workers busy)."""
+    memory_limit: str | None = None
+    """Memory of each worker of a local cluster (``4GiB``; default: shared out)."""
+    cores: int = Field(1, ge=1)
+    """``cluster: slurm``: cores of each worker job."""
+    memory_mb: int = Field(4000, ge=50)
+    """``cluster: slurm``: memory of each worker job (MB)."""
+    walltime_min: int = Field(60, ge=1)
+    """``cluster: slurm``: time limit of each worker job (minutes)."""
+    interface: str | None = None
+    """``cluster: slurm``: the network interface workers and scheduler talk over (``ib0``)."""
+    start_timeout_s: float = Field(300, gt=0)
+    """How long to wait for the first worker before the run fails."""
+
+    @model_validator(mode="after")
+    def _address_given(self) -> DaskConfig:
+        if self.cluster == "address" and not self.address:
+            raise ValueError("cluster 'address' needs 'address' (the scheduler, tcp://host:8786)")
+        if self.address and self.cluster != "address":
+            raise ValueError(f"'address' is only used with cluster 'address', not {self.cluster!r}")
+        return self
+
+
 class ProfileConfig(_Model):
     name: Annotated[str, Field(pattern=ID_PATTERN)] = "default"
     description: str = ""
@@ -540,6 +576,8 @@ class ProfileConfig(_Model):
     against them offline (relative to the profile file's directory)."""
     slurm: SlurmConfig | None = None
     """How this site runs phases as SLURM array jobs (``--runner slurm``)."""
+    dask: DaskConfig | None = None
+    """Where ``--runner dask`` runs per-file work (default: a local cluster of ``workers``)."""
     workers: int = Field(1, ge=1, le=512)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     inline_threshold: int = Field(500, ge=0)

@@ -32,6 +32,7 @@ from .models import (
     Attributes,
     CatalogOptions,
     Credentials,
+    DaskConfig,
     DiscoverConfig,
     GroupConfig,
     PipelineConfig,
@@ -77,6 +78,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     StacApiConfig,
     StacAuth,
     SlurmConfig,
+    DaskConfig,
 )
 """The models documented, in page order."""
 

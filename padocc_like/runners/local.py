@@ -1,9 +1,10 @@
-"""Run phases over projects on one machine: serially or with a process pool.
+"""Run phases over projects from this process, per-file work on the active engine.
 
-With ``workers > 1`` and several projects, projects run in parallel (one
-process each, files serial); with one project, its per-file work uses the
-workers instead. This is the only module besides the CLI that decides about
-processes.
+With the local engine, ``workers > 1`` and several projects, projects run in parallel
+(one process each, files serial); with one project, its per-file work uses the workers
+instead. With a cluster engine (:mod:`.dask`) projects run one after the other here and
+their per-file work goes to the cluster. This module and :mod:`.pool` are the only ones
+besides the CLI that decide about processes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..stages import stage_for
 from ..stages.base import PhaseOutcome, RunContext, run_phase
 from ..storage import Storage, clear_downloads
 from ..types import Phase, Status
-from .pool import process_pool
+from .pool import active_engine, process_pool
 
 
 def storage_for(stores: Mapping[str, StoreConfig], env: Mapping[str, str] | None = None) -> Storage:
@@ -43,6 +44,7 @@ def run_one(phase: Phase, project: ResolvedProject, ctx: RunContext) -> PhaseOut
         return run_phase(phase, project, ctx, stage, fingerprint)
     finally:
         clear_downloads()  # remote sources downloaded for the phase
+        active_engine().phase_done()
 
 
 def _run_one_payload(phase: str, project_json: dict, ctx: RunContext) -> PhaseOutcome:
@@ -61,7 +63,7 @@ def run_phases(
     for phase in phases:
         wanted = [p for p in active if phase in p.phases]
         results: list[PhaseOutcome] = []
-        if ctx.workers > 1 and len(wanted) > 1:
+        if ctx.workers > 1 and len(wanted) > 1 and active_engine().parallel_projects:
             project_ctx = replace(ctx, workers=1)
             with process_pool(min(ctx.workers, len(wanted))) as pool:
                 futures = [

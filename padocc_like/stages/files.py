@@ -17,16 +17,11 @@ from .. import __version__
 from .._gc import gc_paused
 from .._io import atomic_write_bytes, sha256_text
 from ..references.model import FileScan
-from ..runners.pool import process_pool
+from ..runners.pool import Engine, active_engine
 from ..scanners.base import IOCounter, scan_file
 from ..storage import is_remote
 
 log = logging.getLogger(__name__)
-
-PARALLEL_MIN_FILES = 400
-"""Fewest uncached files worth starting worker processes for: a worker takes ~0.3 s to start,
-the time to scan ~250 files here. The calling process scans too, from the other end of the
-list, so the start-up overlaps useful work."""
 
 BATCH_FILES = 16
 """Files per unit of work handed to a worker."""
@@ -172,22 +167,27 @@ def _scan_batch_here(args: tuple[list[str], list[str], int]) -> dict[str, FileSc
 
 
 def _shared_map(
-    fn: Callable[[Any], Any], batches: list[Any], workers: int, local_fn: Callable[[Any], Any] | None = None
+    fn: Callable[[Any], Any],
+    batches: list[Any],
+    engine: Engine,
+    slots: int,
+    local_fn: Callable[[Any], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
-    """Run ``fn`` over ``batches`` in ``workers - 1`` processes *and* this one.
+    """Run ``fn`` over ``batches`` on ``engine`` (``slots`` at once) and, when the engine
+    lets the caller work, in this process too.
 
-    A feeder thread starts the pool and hands batches from the front to the
-    workers (at most two each in flight); this process takes batches from the
-    back meanwhile. It starts at once, so worker start-up (~0.3 s) overlaps
-    useful work instead of adding to it. Yields ``(batch index, result)`` in no
-    particular order; the first error stops the feeding and is raised.
+    A feeder thread starts the executor and hands batches from the front to it (at most
+    two per slot in flight); this process takes batches from the back meanwhile. It starts
+    at once, so worker start-up (~0.3 s) overlaps useful work instead of adding to it.
+    Yields ``(batch index, result)`` in no particular order; the first error stops the
+    feeding and is raised.
     """
     queue = deque(range(len(batches)))
     lock = threading.Lock()
     stop = threading.Event()
     submitted: list[tuple[int, Future[Any]]] = []
     feeder_error: list[BaseException] = []
-    pool = process_pool(workers - 1)
+    pool = engine.executor(slots)
 
     def feed() -> None:
         try:
@@ -200,7 +200,7 @@ def _shared_map(
                 future = pool.submit(fn, batches[i])
                 submitted.append((i, future))
                 in_flight.add(future)
-                if len(in_flight) >= 2 * (workers - 1):
+                if len(in_flight) >= 2 * slots:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     if any(f.exception() is not None for f in done):
                         return
@@ -219,7 +219,7 @@ def _shared_map(
             yield i, future.result()
 
     try:
-        while True:
+        while engine.caller_works:
             with lock:
                 if not queue:
                     break
@@ -228,7 +228,9 @@ def _shared_map(
             # the workers' finished batches now, not all at the end: they keep scanning
             # while this process takes their results in
             yield from finished()
-        feeder.join()
+        while feeder.is_alive():  # results as they come, while the feeder still submits
+            feeder.join(0.05)
+            yield from finished()
         if feeder_error:
             raise feeder_error[0]
         for i, future in submitted[taken:]:
@@ -277,8 +279,8 @@ def scan_entries(
 ) -> list[FileScan]:
     """Scan manifest entries (cached by URL, size and mtime), in manifest order.
 
-    With ``workers > 1`` and enough uncached files, ``workers - 1`` worker
-    processes scan alongside this one. Remote files are scanned by threads of this
+    With enough uncached files, the active engine's workers scan them in batches
+    (``workers - 1`` local processes alongside this one, or a Dask cluster's workers). Remote files are scanned by threads of this
     process, several at once. The scans are the same either way. ``io`` adds up the
     requests and bytes read from remote files.
     """
@@ -287,12 +289,13 @@ def scan_entries(
     keys = [cache_key(e, inline_threshold) for e in entries]
     results: list[FileScan | None] = [cache.get(k) for k in keys]
     todo = [i for i, scan in enumerate(results) if scan is None]
+    engine = active_engine()
     try:
         if any(is_remote(entries[i]["url"]) for i in todo):
             for i, scan in _scan_remote_entries(entries, todo, inline_threshold, io):
                 results[i] = scan
                 cache.add(keys[i], scan)
-        elif workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
+        elif (slots := engine.slots(workers)) > 0 and len(todo) >= engine.min_files:
             batches = [todo[j : j + BATCH_FILES] for j in range(0, len(todo), BATCH_FILES)]
             jobs = [
                 ([entries[i]["url"] for i in batch], [keys[i] for i in batch], inline_threshold)
@@ -301,7 +304,8 @@ def scan_entries(
             positions: dict[str, list[int]] = {}
             for i in todo:  # the same file may be listed twice
                 positions.setdefault(keys[i], []).append(i)
-            for _, result in _shared_map(_scan_batch_pickled, jobs, workers, local_fn=_scan_batch_here):
+            mapped = _shared_map(_scan_batch_pickled, jobs, engine, slots, local_fn=_scan_batch_here)
+            for _, result in mapped:
                 if isinstance(result, bytes):  # from a worker: keep its pickle for the cache
                     scans = pickle.loads(result)
                     cache.add_pickled(result, scans)

@@ -1,10 +1,11 @@
-"""Run validation's per-file work over blocks of files, in this process and a process pool.
+"""Run validation's per-file work over blocks of files, in this process and the active engine.
 
-The calling process is one of the ``workers``: it already has the scientific stack
-imported and the product open, so it starts on the first blocks at once, while the pool
-(``workers - 1`` processes from :func:`padocc_like.runners.pool.process_pool`) starts up and
-then takes blocks from the other end. Every block's result depends only on its inputs and
-results come back in block order, so the outcome is the same whoever ran which block.
+With a local engine the calling process is one of the ``workers``: it already has the
+scientific stack imported and the product open, so it starts on the first blocks at once,
+while the pool (``workers - 1`` processes from :func:`padocc_like.runners.pool.process_pool`)
+starts up and then takes blocks from the other end. A cluster engine (Dask) takes every
+block. Every block's result depends only on its inputs and results come back in block
+order, so the outcome is the same whoever ran which block.
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
-
-PARALLEL_MIN_BYTES = 256 << 20
-"""Least source data (bytes on disk) worth a pool: a worker costs about a second of one core
-to start (interpreter, imports, opening the product)."""
 
 BLOCKS_PER_PROCESS = 16
 """Blocks per process: enough for the two ends to meet with little idle time."""
@@ -94,33 +91,41 @@ def blocks_of(items: Sequence[Any], processes: int) -> list[list[Any]]:
 
 
 class Workers:
-    """This process plus, when worth it, a pool of ``workers - 1`` processes."""
+    """This process plus, when worth it, the active engine's workers (``workers - 1`` local
+    processes, or a cluster's)."""
 
     def __init__(
         self, workers: int, data_bytes: int, warm: tuple[Callable[..., Any], tuple[Any, ...]] | None
     ):
+        from ..runners.pool import active_engine
+
+        engine = active_engine()
         self.processes = 1
-        self.pool: ProcessPoolExecutor | None = None
+        self.caller_works = True
+        self.pool: Executor | None = None
         self._warm: list[Future] = []
         self._ready: bool | None = None
         self._starter: threading.Thread | None = None
-        if workers < 2 or data_bytes < PARALLEL_MIN_BYTES:
+        slots = engine.slots(workers)
+        if slots < 1 or data_bytes < engine.min_bytes:
             return
         if warm is not None:
             try:
                 pickle.dumps(warm)
             except Exception:
-                log.info("validation stays serial: the product opener cannot be sent to a pool")
+                log.info("validation stays serial: the product opener cannot be sent to workers")
                 return
-        from ..runners.pool import process_pool
-
-        self.processes = workers
-        self.pool = pool = process_pool(workers - 1)
+        self.caller_works = engine.caller_works
+        self.processes = slots + (1 if self.caller_works else 0)
+        self.pool = pool = engine.executor(slots)
+        if not engine.warm_up:
+            self._ready = True
+            return
         fn, args = warm if warm is not None else (_ready, ())
 
         def start() -> None:  # starting a worker blocks until it is forked: never in this thread
             try:
-                self._warm = [pool.submit(fn, *args) for _ in range(workers - 1)]
+                self._warm = [pool.submit(fn, *args) for _ in range(slots)]
             except Exception as err:  # no pool after all: this process does everything
                 log.warning("validation pool did not start: %s", err)
 
@@ -154,7 +159,7 @@ class Workers:
         is run exactly once, by whichever side claims it first."""
         if self.pool is None or len(blocks) < 2:
             return [fn(shared, b) for b in blocks]
-        pool, size = self.pool, self.processes - 1
+        pool, size = self.pool, self.processes - (1 if self.caller_works else 0)
         lock = threading.Lock()
         ends = [0, len(blocks)]  # next block from the front, one past the next from the back
         results: list[Any] = [None] * len(blocks)
@@ -196,7 +201,7 @@ class Workers:
         feeder.start()
         mine = 0
         try:
-            while (i := claim(front=True)) is not None:
+            while self.caller_works and (i := claim(front=True)) is not None:
                 results[i] = fn(shared, blocks[i])
                 mine += 1
         except BaseException:

@@ -59,16 +59,17 @@ def test_file_level_workers_within_one_project(tmp_path, archive, write_group, m
     """The per-file process pool gives the same product as a serial scan."""
     from pathlib import Path
 
+    from padocc_like.runners.pool import LocalEngine
     from padocc_like.stages import files
 
     archive(n_files=6)
     serial = api.open_group(write_group(_group(tmp_path, 1).replace("/work", "/serial"), "serial.yaml"))
     assert all(o.status == "done" for o in api.run(serial, ["init", "scan", "compute"], workers=1))
-    monkeypatch.setattr(files, "PARALLEL_MIN_FILES", 2)  # force the pool for 6 files
+    monkeypatch.setattr(LocalEngine, "min_files", 2)  # force the pool for 6 files
     monkeypatch.setattr(files, "BATCH_FILES", 1)
     used = []
-    real_pool = files.process_pool
-    monkeypatch.setattr(files, "process_pool", lambda n: used.append(n) or real_pool(n))
+    real_executor = LocalEngine.executor
+    monkeypatch.setattr(LocalEngine, "executor", lambda self, n: used.append(n) or real_executor(self, n))
     g = api.open_group(write_group(_group(tmp_path, 1)))
     outs = api.run(g, ["init", "scan", "compute", "validate"], workers=2)
     assert all(o.status == "done" for o in outs), outs
@@ -89,10 +90,11 @@ def test_shared_map_splits_work_between_this_process_and_the_workers():
     """The calling process works from the back while the workers start; every batch runs once."""
     import os
 
+    from padocc_like.runners.pool import LocalEngine
     from padocc_like.stages import files
 
     batches = [0.05] * 40  # 2 s of naps: the worker (~0.3 s to start) must take part
-    got = dict(files._shared_map(_pid_after_nap, batches, workers=2))
+    got = dict(files._shared_map(_pid_after_nap, batches, LocalEngine(), slots=1))
     assert sorted(got) == list(range(40))
     pids = set(got.values())
     assert os.getpid() in pids and len(pids) == 2, pids
@@ -101,17 +103,21 @@ def test_shared_map_splits_work_between_this_process_and_the_workers():
 
 
 def test_shared_map_raises_the_first_error():
+    from padocc_like.runners.pool import LocalEngine
     from padocc_like.stages import files
 
+    batches = [0.01] * 5 + ["not seconds"] + [0.01] * 5
     with pytest.raises(TypeError):
-        list(files._shared_map(_pid_after_nap, [0.01] * 5 + ["not seconds"] + [0.01] * 5, workers=2))
+        list(files._shared_map(_pid_after_nap, batches, LocalEngine(), slots=1))
 
 
 def test_small_projects_skip_the_pool(tmp_path, archive, write_group, monkeypatch):
-    from padocc_like.stages import files
+    from padocc_like.runners.pool import LocalEngine
 
     archive(n_files=3)
-    monkeypatch.setattr(files, "process_pool", lambda n: (_ for _ in ()).throw(AssertionError("pool")))
+    monkeypatch.setattr(
+        LocalEngine, "executor", lambda self, n: (_ for _ in ()).throw(AssertionError("pool"))
+    )
     g = api.open_group(write_group(_group(tmp_path, 1)))
     assert all(o.status == "done" for o in api.run(g, ["init", "scan"], workers=2))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from padocc_like import api
+from padocc_like.runners.pool import LocalEngine
 from padocc_like.validation import parallel, values
 
 
@@ -44,7 +45,7 @@ def _validate(g, workers: int) -> dict:
 @pytest.fixture
 def pooled(monkeypatch):
     """Lower the pool threshold and record whether each validation used a pool."""
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(LocalEngine, "min_bytes", 0)
     used: list[bool] = []
     init = parallel.Workers.__init__
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from padocc_like.runners.pool import LocalEngine
 from padocc_like.stages import files
 from padocc_like.stages.files import ScanCache, cache_key, scan_entries
 
@@ -128,7 +129,7 @@ def test_scans_pickle_round_trip_exactly(tmp_path, archive):
 def test_batches_pickled_by_workers_are_cached_as_they_came(tmp_path, archive, monkeypatch):
     entries = _entries(archive(n_files=6))
     cache_dir = tmp_path / "cache"
-    monkeypatch.setattr(files, "PARALLEL_MIN_FILES", 2)
+    monkeypatch.setattr(LocalEngine, "min_files", 2)
     monkeypatch.setattr(files, "BATCH_FILES", 1)
     pooled = scan_entries(entries, 500, cache_dir, workers=2)
     scanned = _count_scans(monkeypatch)

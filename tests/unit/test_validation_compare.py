@@ -153,7 +153,7 @@ def _square(offset: int, block: list[int]) -> list[tuple[int, int]]:
 def test_pool_and_this_process_share_blocks_in_order(monkeypatch):
     import os
 
-    monkeypatch.setattr("padocc_like.validation.parallel.PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr("padocc_like.runners.pool.LocalEngine.min_bytes", 0)
     workers = Workers(2, data_bytes=1, warm=None)
     try:
         assert workers.pool is not None and workers.processes == 2
@@ -184,7 +184,7 @@ def _fail_on_13(offset: int, block: list[int]) -> list[tuple[int, int]]:
 
 @pytest.mark.slow
 def test_an_error_in_any_block_reaches_the_caller(monkeypatch):
-    monkeypatch.setattr("padocc_like.validation.parallel.PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr("padocc_like.runners.pool.LocalEngine.min_bytes", 0)
     workers = Workers(2, data_bytes=1, warm=None)
     try:
         last = [[i] for i in range(20, 120)] + [[13]]  # the pool starts from the back

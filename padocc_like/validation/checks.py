@@ -95,6 +95,20 @@ def _all_equal(a: np.ndarray, b: np.ndarray) -> bool:
         return False
 
 
+def _first_difference(product: np.ndarray, source: np.ndarray) -> str:
+    """Where two coordinate segments first differ, for a message."""
+    if product.shape != source.shape:
+        return f"{product.size} values in the product, {source.size} in the file"
+    for i, (a, b) in enumerate(zip(product.tolist(), source.tolist(), strict=True)):
+        try:
+            same = bool(a == b)
+        except TypeError:
+            same = False
+        if not same:
+            return f"first at step {i}: product {a}, file {b}"
+    return "values of incomparable types"
+
+
 def product_urls(path: str, layout: str) -> set[str]:
     """Every file URL the product's references point at (a CF aggregation's fragment URIs,
     resolved as CF-1.13 says)."""
@@ -134,7 +148,8 @@ def read_source_info(url: str) -> SourceInfo:
 CFA_LAYOUT = "netcdf"
 """The layout of a cfa product: one CF-1.13 aggregation file."""
 AGGREGATION_ATTRS = ("aggregated_dimensions", "aggregated_data")
-PACKING_KEYS = ("scale_factor", "add_offset", "missing_value", "valid_min", "valid_max", "valid_range")
+UNPACKED_RANGES = ("valid_min", "valid_max", "valid_range", "actual_range")
+"""Attributes of a packed variable in packed units, which a CF aggregation gives unpacked."""
 _CF = re.compile(r"\bCF-(\d+)\.(\d+)(?:\.\d+)*\b")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -313,12 +328,14 @@ def check_coverage(
     concat = [d for d in product.sizes if any(s.dims.get(d) != product.sizes[d] for s in sources)]
     for s in sources:
         for d in product.sizes:
-            if d not in s.dims and any(d in product[v].dims for v in s.variables if v in product.variables):
+            users = [v for v in s.variables if v in product.variables and d in product[v].dims]
+            if d not in s.dims and users:
                 findings.append(
                     Finding(
                         "coverage",
                         Severity.ERROR,
-                        f"dimension {d!r} is not in the source",
+                        f"dimension {d!r} (of {', '.join(map(repr, users))} in the product) is not in the source",
+                        variable=users[0],
                         file=s.url,
                     )
                 )
@@ -344,6 +361,7 @@ def check_coverage(
                             "coverage",
                             Severity.ERROR,
                             f"the file's {d} values ({f.tolist()[0]} ...) are not in the product (file missing from the product?)",
+                            variable=d,
                             file=s.url,
                         )
                     )
@@ -355,7 +373,9 @@ def check_coverage(
                         Finding(
                             "coverage",
                             Severity.ERROR,
-                            f"the product's {d} values at {start}:{stop} differ from the file's",
+                            f"the product's {d} values at {start}:{stop} differ from the file's "
+                            f"({_first_difference(seg, f)})",
+                            variable=d,
                             file=s.url,
                         )
                     )
@@ -373,6 +393,7 @@ def check_coverage(
                         "coverage",
                         Severity.ERROR,
                         f"files hold {start} steps along {d!r} but the product has {n_total}",
+                        variable=d,
                     )
                 )
     placed = [s for s in sources if len(ranges[s.url]) == len(concat)]
@@ -389,6 +410,7 @@ def check_coverage(
                     "coverage",
                     Severity.ERROR,
                     f"{over} positions along {concat} are covered by more than one file",
+                    variable=concat[0] if len(concat) == 1 else None,
                     count=over,
                 )
             )
@@ -398,6 +420,7 @@ def check_coverage(
                     "coverage",
                     Severity.ERROR,
                     f"{gaps} positions along {concat} are covered by no source file",
+                    variable=concat[0] if len(concat) == 1 else None,
                     count=gaps,
                 )
             )
@@ -426,7 +449,7 @@ def check_attributes(
     product_raw: Any,
     sources: list[SourceInfo],
     first_nc: Any,
-    layout: Layout,
+    layout: Layout | None,
     project: ResolvedProject,
     aggregations: dict[str, Aggregation] | None = None,
 ) -> list[Finding]:
@@ -574,19 +597,7 @@ def check_attributes(
             for key in AGGREGATION_ATTRS:
                 prod.pop(key, None)
             if {"scale_factor", "add_offset"} & set(src):
-                held = sorted(k for k in PACKING_KEYS if k in src or k in prod)
-                for key in held:
-                    src.pop(key, None)
-                    prod.pop(key, None)
-                findings.append(
-                    Finding(
-                        "attributes",
-                        Severity.ALLOWED,
-                        f"variable attributes {held} are not compared: the aggregation holds the "
-                        "packed values unpacked",
-                        variable=name,
-                    )
-                )
+                findings.extend(_check_unpacked(name, prod, src))
         if any(k in src for k in RANGE_ATTRS):
             handled = _check_range_hull(name, prod, sources)
             if handled is not None:
@@ -600,6 +611,50 @@ def check_attributes(
             varying.add("units")  # time re-encoded in common units; decoded values are compared
         e = edits.variables.get(name)
         compare("variable", prod, src, varying, e.set if e else {}, e.remove if e else [], name)
+    return findings
+
+
+def _check_unpacked(name: str, prod: dict[str, Any], src: dict[str, Any]) -> list[Finding]:
+    """The packing attributes of a packed variable that a CF aggregation holds unpacked
+    (popped from ``prod`` and ``src``; the others are compared as usual): no
+    ``scale_factor`` or ``add_offset`` (a reader would apply them again to the unpacked
+    values), and the ranges in packed units given unpacked."""
+    findings: list[Finding] = []
+    scale, offset = (float(_plain(src.get(k, d))) for k, d in (("scale_factor", 1.0), ("add_offset", 0.0)))
+
+    def error(message: str) -> None:
+        findings.append(Finding("attributes", Severity.ERROR, message, variable=name))
+
+    for key in ("scale_factor", "add_offset"):
+        src.pop(key, None)
+        if key in prod:
+            error(
+                f"variable attribute {key!r} = {_short(prod.pop(key))}: the aggregation holds the packed "
+                "values unpacked, and readers would apply it again"
+            )
+    for key in UNPACKED_RANGES:
+        if key not in src and key not in prod:
+            continue
+        want = None if key not in src else np.asarray(_plain(src.pop(key)), dtype=np.float64) * scale + offset
+        have = prod.pop(key, None)
+        if (
+            want is None
+            or have is None
+            or not np.allclose(np.asarray(_plain(have), dtype=np.float64), want, rtol=1e-6)
+        ):
+            error(
+                f"variable attribute {key!r} differs: product {_short(have)}, source unpacked "
+                f"{_short(None if want is None else want.tolist())}"
+            )
+    findings.append(
+        Finding(
+            "attributes",
+            Severity.ALLOWED,
+            "the aggregation holds the packed values unpacked: scale_factor and add_offset are not "
+            "in the product, valid and actual ranges are compared unpacked",
+            variable=name,
+        )
+    )
     return findings
 
 
@@ -722,6 +777,86 @@ def _source_bytes(urls: list[str]) -> int:
     return total
 
 
+def zarr_documents(path: str, layout: str) -> dict[str, Any]:
+    """The Zarr v2 metadata documents (``name/.zarray``...) of a reference product or a
+    Zarr v2 store, parsed; empty for other layouts."""
+    if layout == "json":
+        with open(path) as f:
+            refs = json.load(f)["refs"]
+        return {k: json.loads(v) for k, v in refs.items() if k.rsplit("/", 1)[-1].startswith(".z")}
+    if layout == "parquet":
+        return dict(json.loads((Path(path) / ".zmetadata").read_text())["metadata"])
+    if layout == "zarr2":
+        return dict(json.loads((Path(path) / ".zmetadata").read_text())["metadata"])
+    if layout == "zarr2-zip":
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            return dict(json.loads(zf.read(".zmetadata"))["metadata"])
+    return {}
+
+
+def unopenable(
+    open_product: Callable[..., Any],
+    kwargs: dict[str, Any],
+    product_path: str,
+    layout: str,
+    manifest_urls: list[str],
+    err: Exception,
+) -> list[Finding]:
+    """Why the product does not open (with ``kwargs``): the arrays whose Zarr metadata zarr
+    refuses, or else the variables (of the first source) without which it opens, each named
+    in an error with the reader's complaint; one error without a variable when none is to
+    blame alone. Only run once the product failed to open."""
+    from zarr.core.metadata.v2 import ArrayV2Metadata
+
+    message = f"the product does not open: {type(err).__name__}: {err}"
+    refused = []
+    with contextlib.suppress(Exception):
+        for key, doc in sorted(zarr_documents(product_path, layout).items()):
+            if key.endswith("/.zarray"):
+                try:
+                    ArrayV2Metadata.from_dict(dict(doc))
+                except Exception as bad:
+                    refused.append((key[: -len("/.zarray")], doc, bad))
+    if refused:
+        return [
+            Finding(
+                "structure",
+                Severity.ERROR,
+                f"the product does not open: zarr refuses the array's metadata (dtype {doc.get('dtype')!r}, "
+                f"shape {doc.get('shape')}, chunks {doc.get('chunks')}, fill_value {doc.get('fill_value')!r}): "
+                f"{type(bad).__name__}: {bad}",
+                variable=name,
+            )
+            for name, doc, bad in refused
+        ]
+    names: list[str] = []
+    with contextlib.suppress(Exception):
+        import netCDF4
+
+        with netCDF4.Dataset(local_path_of(manifest_urls[0])) as nc:
+            names = list(nc.variables)
+    blamed = []
+    for name in names:
+        with contextlib.suppress(Exception):
+            open_product(**kwargs, drop_variables=[name]).close()
+            blamed.append(name)
+    if not blamed or len(blamed) == len(names):
+        # the reader's message may name the variable (CF aggregation errors do)
+        named = [n for n in re.findall(r"variable '([^']+)'", str(err)) if n in names]
+        return [Finding("structure", Severity.ERROR, message, variable=named[0] if named else None)]
+    return [
+        Finding(
+            "structure",
+            Severity.ERROR,
+            f"{message}; it opens without variable {name!r}, whose metadata or attributes the reader refuses",
+            variable=name,
+        )
+        for name in blamed
+    ]
+
+
 def validate(
     open_product: Callable[..., Any],
     product_path: str,
@@ -756,20 +891,18 @@ def _validate(
     stats = {"files": len(manifest_urls), "variables": 0, "values_compared": 0, "bytes_compared": 0}
     token = uuid.uuid4().hex
     pool = Workers(workers, _source_bytes(manifest_urls), (values.warm, (token, open_product)))
-    try:
-        # raw view: no char-array concatenation either, to match netCDF4's raw reads
-        product_raw = open_product(**RAW_OPEN)
-        product_dec = open_product(**decoded_open())
-    except Exception as err:
-        pool.close()
-        findings.append(
-            Finding(
-                "structure",
-                Severity.ERROR,
-                f"the product does not open: {type(err).__name__}: {err}",
-            )
-        )
-        return findings, stats
+    # raw view: no char-array concatenation either, to match netCDF4's raw reads
+    opened: list[Any] = []
+    for kwargs in (RAW_OPEN, decoded_open()):
+        try:
+            opened.append(open_product(**kwargs))
+        except Exception as err:
+            pool.close()
+            for ds in opened:
+                ds.close()
+            findings.extend(unopenable(open_product, kwargs, product_path, layout_name, manifest_urls, err))
+            return findings, stats
+    product_raw, product_dec = opened
     side = values.ProductSide(product_raw, remote=bool(getattr(open_product, "sources_options", None)))
     values.register_product(token, side)
     try:
@@ -837,6 +970,18 @@ def _validate(
                     )
                 )
         stats["variables"] = len(product_raw.variables)
+        first_meta = metas[sources[0].url]
+        for name in sorted(product_raw.variables):
+            meta = first_meta.get(name)
+            if meta is not None and tuple(map(str, product_raw[name].dims)) != meta.dims:
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        f"dimensions differ: product {tuple(map(str, product_raw[name].dims))}, source {meta.dims}",
+                        variable=name,
+                    )
+                )
 
         aggregations: dict[str, Aggregation] | None = None
         if layout_name == CFA_LAYOUT:
@@ -853,10 +998,24 @@ def _validate(
                 return findings, stats
             referenced = fragment_urls(aggregations)
         else:
-            referenced = product_urls(product_path, layout_name)
+            try:
+                referenced = product_urls(product_path, layout_name)
+            except Exception as err:
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        f"the files the product was made from cannot be listed: {type(err).__name__}: {err}",
+                    )
+                )
+                return findings, stats
         cov, layout = check_coverage(product_dec, sources, referenced)
         findings.extend(cov)
         if layout is None:
+            # the metadata is still checked (cheap): a changed calendar or units says so
+            with netCDF4.Dataset(local_path_of(sources[0].url)) as first_nc:
+                findings.extend(check_attributes(product_raw, sources, first_nc, None, project, aggregations))
+                findings.extend(check_fill_values(product_raw, first_nc))
             return findings, stats
         if aggregations is not None:
             findings.extend(check_fragments(aggregations, layout, dict(product_dec.sizes), metas))
@@ -910,23 +1069,9 @@ def _validate(
                     findings.append(f)
                 stats["values_compared"] += result.values_compared
                 stats["bytes_compared"] += result.bytes_compared
-        # fill values and dtypes of the whole product against the first file
+        # fill values of the whole product against the first file
         with netCDF4.Dataset(local_path_of(layout.first_url)) as first_nc:
-            for name in product_raw.variables:
-                if name in first_nc.variables:
-                    src_fill = first_nc.variables[name].__dict__.get("_FillValue")
-                    prod_fill = product_raw[name].attrs.get("_FillValue")
-                    if (src_fill is None) != (prod_fill is None) or (
-                        src_fill is not None and not attrs_equal(src_fill, prod_fill)
-                    ):
-                        findings.append(
-                            Finding(
-                                "structure",
-                                Severity.ERROR,
-                                f"_FillValue differs: product {prod_fill!r}, source {src_fill!r}",
-                                variable=name,
-                            )
-                        )
+            findings.extend(check_fill_values(product_raw, first_nc))
         return findings, stats
     finally:
         pool.close()
@@ -934,6 +1079,27 @@ def _validate(
         side.close(dataset=False)
         product_raw.close()
         product_dec.close()
+
+
+def check_fill_values(product_raw: Any, first_nc: Any) -> list[Finding]:
+    """Every variable's ``_FillValue`` against the first file's."""
+    findings = []
+    for name in product_raw.variables:
+        if name in first_nc.variables:
+            src_fill = first_nc.variables[name].__dict__.get("_FillValue")
+            prod_fill = product_raw[name].attrs.get("_FillValue")
+            if (src_fill is None) != (prod_fill is None) or (
+                src_fill is not None and not attrs_equal(src_fill, prod_fill)
+            ):
+                findings.append(
+                    Finding(
+                        "structure",
+                        Severity.ERROR,
+                        f"_FillValue differs: product {prod_fill!r}, source {src_fill!r}",
+                        variable=name,
+                    )
+                )
+    return findings
 
 
 def _read_sources(_: None, urls: list[str]) -> list[values.SourceRead]:

@@ -27,6 +27,7 @@ from .types import PHASE_ORDER, Phase, Status
 
 __all__ = [
     "PhaseOutcome",
+    "html_report",
     "open_group",
     "open_item",
     "project_status",
@@ -263,6 +264,16 @@ def report(group: Group, project_id: str, kind: str | None = None) -> dict[str, 
     if not product or "validation_report" not in product:
         raise StateError(f"project {project_id!r} has no validation report yet; run validate")
     return read_json(paths.root / product["validation_report"])
+
+
+def html_report(
+    group: Group, out: str | Path | None = None, projects: Sequence[ResolvedProject] | None = None
+) -> Path:
+    """Write the group's HTML report, one self-contained page (status breakdown, timings,
+    sizes, validation results, plots), to ``out`` (default ``<work_dir>/report/index.html``)."""
+    from .html_report import write_report
+
+    return write_report(group, out, projects)
 
 
 def save_subset(group: Group, name: str, projects: Sequence[ResolvedProject]) -> Path:

@@ -139,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="the product kind whose report to show (default: the first requested)")
     p.add_argument("--json", action="store_true", help="the full JSON report")
 
+    p = sub.add_parser(
+        "html-report",
+        help="write the group's HTML report: one self-contained page (status, timings, validation, plots)",
+    )
+    _selection_args(p)
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write it (default: <work_dir>/report/index.html)"
+    )
+
     p = sub.add_parser("subset", help="save the selected projects as a named subset")
     _selection_args(p)
     p.add_argument("--name", required=True, help="name to save the subset under")
@@ -326,6 +335,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK if data["verdict"] == "pass" else EXIT_FAILED
 
 
+def _cmd_html_report(args: argparse.Namespace) -> int:
+    from . import api
+
+    group = api.open_group(args.group)
+    projects = api.select(group, args.project, args.status, args.subset)
+    print(api.html_report(group, args.output, projects))
+    return EXIT_OK
+
+
 def _show_jobs(jobs: Sequence[Any], dry_run: bool) -> None:
     for job in jobs:
         if dry_run:
@@ -464,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "task": _cmd_task,
             "status": _cmd_status,
             "report": _cmd_report,
+            "html-report": _cmd_html_report,
             "subset": _cmd_subset,
             "demo": _cmd_demo,
         }[args.command](args)

@@ -144,3 +144,20 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless browser the HTML report tests render the page in (Debian's ``chromium``).
+
+    Skips when it is missing, but fails in CI, which must run the HTML report tests.
+    """
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        reason = "chromium not found (Debian: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the HTML report tests: {reason}")
+        pytest.skip(reason)
+    return found

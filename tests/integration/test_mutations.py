@@ -763,6 +763,7 @@ ATTRIBUTE_EDITS: list[tuple[str, str, str | None, str, Any]] = [
     ("add_scale_factor", "a `scale_factor` added to the unpacked `tas`", "tas", "scale_factor", 2.0),
     ("change_missing_value", "`missing_value` of `tas` changed", "tas", "missing_value", 0.0),
     ("add_valid_max", "a `valid_max` added to `tas` (masks real values)", "tas", "valid_max", 280.0),
+    ("add_valid_min", "a `valid_min` added to the packed `psl`", "psl", "valid_min", -10),
     ("change_calendar", "the time axis' `calendar` changed", "time", "calendar", "standard"),
     ("change_units", "the time axis' `units` changed", "time", "units", "days since 2001-02-01"),
     ("change_global_attr", "a global attribute changed", None, "title", "Something else"),
@@ -906,6 +907,15 @@ MUTATIONS: list[Mutation] = [
         "tas",
     ),
     Mutation(
+        "change_compressor",
+        "the compressor in `.zarray` changed (zlib added to Kerchunk's filters; Zstd -> zlib in Zarr)",
+        {
+            **_refs_and_zarr("tas/.zarray", _set("compressor", {"id": "zlib", "level": 1})),
+            "cfa": CFA_NO_CHUNKS,
+        },
+        "tas",
+    ),
+    Mutation(
         "overwrite_chunk",
         "a chunk replaced by other valid compressed data (its values + 0.5, same codec)",
         {**_both_refs(_recompress), "cfa": CFA_NO_CHUNKS, "zarr": _z_recompress},
@@ -932,7 +942,7 @@ MUTATIONS: list[Mutation] = [
         {**_refs_and_zarr("tas/.zarray", _set("dtype", "<i4")), "cfa": _cfa(_cfa_dtype)},
         "tas",
     ),
-    *ATTRIBUTE_MUTATIONS[:9],
+    *ATTRIBUTE_MUTATIONS[:10],
     Mutation(
         "change_conventions",
         "`Conventions` changed (`CF-1.13` claimed; in a CFA product the sources' `CF-1.8`)",
@@ -950,7 +960,7 @@ MUTATIONS: list[Mutation] = [
         },
         "lat_bnds",
     ),
-    *ATTRIBUTE_MUTATIONS[9:],
+    *ATTRIBUTE_MUTATIONS[10:],
     Mutation(
         "reorder_time", "two time steps swapped in the time axis", _values("time", _reorder_time), "time"
     ),

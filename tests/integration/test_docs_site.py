@@ -16,7 +16,8 @@
 * In the how-to guides and the tutorial, a ```` ```yaml ```` block after
   ``<!-- test: group -->``, ``<!-- test: profile -->`` or ``<!-- test: pipeline -->`` must
   load as that kind of file, and every ``padocc-like ...`` command line in a ```` ```sh ````
-  block must parse with the CLI's own parser, so no page names an option that does not exist.
+  block of any page (and the README) must parse with the CLI's own parser, so no page names
+  an option that does not exist; the README's group example must load.
 """
 
 from __future__ import annotations
@@ -184,10 +185,21 @@ def test_tutorial_ends_with_a_published_stac_item_that_opens(tutorial_run):
 
 
 # --- how-to guides: YAML loads, command lines parse ---------------------------------------
-PAGES = [TUTORIAL, *HOWTOS]
+README = REPO / "README.md"
+PAGES = sorted({*DOCS.glob("*.md"), *HOWTOS, README})  # command lines of every page
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_readme_group_example_loads():
+    from padocc_like.config.load import parse_model
+    from padocc_like.config.models import GroupConfig
+
+    examples = [b for b in blocks(README) if b.lang == "yaml"]
+    assert examples
+    for block in examples:
+        parse_model(GroupConfig, yaml.safe_load(block.body), str(block))
+
+
+@pytest.mark.parametrize("page", [TUTORIAL, *HOWTOS], ids=lambda p: p.name)
 def test_marked_yaml_blocks_load(page):
     from padocc_like.config.load import parse_model
     from padocc_like.config.models import GroupConfig, PipelineConfig, ProfileConfig
@@ -218,7 +230,7 @@ def _command_lines(block: Block) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_command_lines_parse(page):
     from padocc_like.cli import build_parser
 

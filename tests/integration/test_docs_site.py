@@ -86,6 +86,9 @@ def test_mkdocs_build_is_strict_clean(tmp_path):
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith(("WARNING", "ERROR"))]
     assert proc.returncode == 0 and not warnings, proc.stderr
     assert (tmp_path / "tutorial.html").exists()
+    remote = re.compile(r"<(?:script|link|img)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+    fetching = [p.name for p in tmp_path.rglob("*.html") if remote.search(p.read_text())]
+    assert not fetching, f"pages that load scripts, styles or images from the network: {fetching}"
     for page in HOWTOS:
         assert (tmp_path / "how-to" / f"{page.stem}.html").exists(), page
 

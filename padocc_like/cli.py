@@ -159,7 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_handlers: list[tuple[logging.Logger, logging.Handler]] = []
+"""What this module attached to loggers (replaced by the next :func:`_configure_logging`)."""
+
+
 def _configure_logging(verbose: int, quiet: bool) -> None:
+    """Messages at the level ``-v``/``-q`` ask for; progress on a terminal, or as log lines of
+    long operations when stderr is not one (a file, a pipe, a batch job) or ``-q``."""
+    from .progress import LOGGER, LogProgress, TerminalProgress
+
+    _detach_logging()
     level = (
         logging.ERROR
         if quiet
@@ -171,9 +180,44 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("padocc_like")
     root.addHandler(handler)
     root.setLevel(min(level, logging.INFO))
+    # ours is the only console output: a library that configures the root logger on import
+    # (cfdm does) must not print our INFO records a second time
+    root.propagate = False
+    _handlers.append((root, handler))
+    if quiet:
+        return
+    progress = logging.getLogger(LOGGER)
+    batch = bool(os.environ.get("SLURM_JOB_ID")) or os.environ.get("TERM") == "dumb"
+    if sys.stderr.isatty() and not batch:
+        shown: logging.Handler = TerminalProgress(sys.stderr)
+    else:
+        interval = float(os.environ.get("PADOCC_LIKE_PROGRESS_INTERVAL") or 30)
+        shown = LogProgress(sys.stderr, interval=interval)
+    progress.addHandler(shown)
+    progress.setLevel(logging.INFO)
+    _handlers.append((progress, shown))
+
+
+def _detach_logging() -> None:
+    """Take off what :func:`_configure_logging` attached (``main`` called in a process that
+    goes on, e.g. tests or a notebook)."""
+    for logger, handler in _handlers:
+        logger.removeHandler(handler)
+    _handlers.clear()
+    logging.getLogger("padocc_like").propagate = True
+
+
+def _clear_progress() -> None:
+    """Wipe an unfinished progress line before printing to the terminal."""
+    from .progress import TerminalProgress
+
+    for _, handler in _handlers:
+        if isinstance(handler, TerminalProgress):
+            handler.clear()
 
 
 def _print_outcome(out: Any, as_json: bool) -> None:
+    _clear_progress()
     if as_json:
         print(json.dumps(out.to_dict()), flush=True)
         return
@@ -487,11 +531,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _cmd_demo,
         }[args.command](args)
     except ConfigError as err:
+        _clear_progress()
         print(f"error: {err.message}", file=sys.stderr)
         return EXIT_USAGE
     except PadoccLikeError as err:
+        _clear_progress()
         print(f"error [{err.kind}]: {err.message}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        _detach_logging()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import as_completed
+from contextlib import nullcontext
 from dataclasses import replace
 
 from ..config.models import ResolvedProject, StacApiConfig, StoreConfig
+from ..progress import Tracker, track
 from ..stages import stage_for
 from ..stages.base import PhaseOutcome, RunContext, run_phase
 from ..storage import Storage, clear_downloads
@@ -62,27 +64,42 @@ def run_phases(
     active = list(projects)
     for phase in phases:
         wanted = [p for p in active if phase in p.phases]
-        results: list[PhaseOutcome] = []
-        if ctx.workers > 1 and len(wanted) > 1 and active_engine().parallel_projects:
-            project_ctx = replace(ctx, workers=1)
-            with process_pool(min(ctx.workers, len(wanted))) as pool:
-                futures = [
-                    pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx)
-                    for p in wanted
-                ]
-                for fut in as_completed(futures):
-                    out = fut.result()
-                    results.append(out)
-                    if on_outcome:
-                        on_outcome(out)
-        else:
-            for p in wanted:
-                out = run_one(phase, p, ctx)
-                results.append(out)
-                if on_outcome:
-                    on_outcome(out)
+        with track(str(phase), len(wanted), "projects") if len(wanted) > 1 else nullcontext() as progress:
+            results = _run_phase_over(phase, wanted, ctx, on_outcome, progress)
         failed = {o.project for o in results if o.status == Status.FAILED}
         active = [p for p in active if p.id not in failed]
         order = {p.id: i for i, p in enumerate(projects)}
         outcomes.extend(sorted(results, key=lambda o: order[o.project]))
     return outcomes
+
+
+def _run_phase_over(
+    phase: Phase,
+    wanted: list[ResolvedProject],
+    ctx: RunContext,
+    on_outcome: Callable[[PhaseOutcome], None] | None,
+    progress: Tracker | None,
+) -> list[PhaseOutcome]:
+    """One phase over ``wanted``: in parallel (one process per project) or one by one."""
+    results: list[PhaseOutcome] = []
+
+    def done(out: PhaseOutcome) -> None:
+        results.append(out)
+        if on_outcome:
+            on_outcome(out)
+        if progress is not None:
+            progress.update()
+
+    if ctx.workers > 1 and len(wanted) > 1 and active_engine().parallel_projects:
+        project_ctx = replace(ctx, workers=1)
+        with process_pool(min(ctx.workers, len(wanted))) as pool:
+            futures = [
+                pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx)
+                for p in wanted
+            ]
+            for fut in as_completed(futures):
+                done(fut.result())
+    else:
+        for p in wanted:
+            done(run_one(phase, p, ctx))
+    return results

@@ -68,7 +68,11 @@ def product_aggregates(
             if aggregate is None:  # scan sampled the files, or its cache is gone
                 if scans is None:
                     scans = scan_entries(
-                        manifest["files"], project.inline_threshold, paths.file_cache, workers
+                        manifest["files"],
+                        project.inline_threshold,
+                        paths.file_cache,
+                        workers,
+                        label=f"compute {project.id}: scan",
                     )
                 aggregate = combine(scans, options)
             covered = {f.url for f in aggregate.fragments}

@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from .._gc import gc_paused
 from .._io import atomic_write_bytes, sha256_text
+from ..progress import Tracker, track
 from ..references.model import FileScan
 from ..runners.pool import Engine, active_engine
 from ..scanners.base import IOCounter, scan_file
@@ -276,13 +277,15 @@ def scan_entries(
     cache_dir: Path,
     workers: int = 1,
     io: IOCounter | None = None,
+    label: str = "scan",
 ) -> list[FileScan]:
     """Scan manifest entries (cached by URL, size and mtime), in manifest order.
 
     With enough uncached files, the active engine's workers scan them in batches
-    (``workers - 1`` local processes alongside this one, or a Dask cluster's workers). Remote files are scanned by threads of this
-    process, several at once. The scans are the same either way. ``io`` adds up the
-    requests and bytes read from remote files.
+    (``workers - 1`` local processes alongside this one, or a Dask cluster's workers).
+    Remote files are scanned by threads of this process, several at once. The scans are
+    the same either way. ``io`` adds up the requests and bytes read from remote files;
+    progress is reported as ``label`` (:mod:`padocc_like.progress`).
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = ScanCache(cache_dir)
@@ -290,41 +293,62 @@ def scan_entries(
     results: list[FileScan | None] = [cache.get(k) for k in keys]
     todo = [i for i, scan in enumerate(results) if scan is None]
     engine = active_engine()
-    try:
-        if any(is_remote(entries[i]["url"]) for i in todo):
-            for i, scan in _scan_remote_entries(entries, todo, inline_threshold, io):
-                results[i] = scan
-                cache.add(keys[i], scan)
-        elif (slots := engine.slots(workers)) > 0 and len(todo) >= engine.min_files:
-            batches = [todo[j : j + BATCH_FILES] for j in range(0, len(todo), BATCH_FILES)]
-            jobs = [
-                ([entries[i]["url"] for i in batch], [keys[i] for i in batch], inline_threshold)
-                for batch in batches
-            ]
-            positions: dict[str, list[int]] = {}
-            for i in todo:  # the same file may be listed twice
-                positions.setdefault(keys[i], []).append(i)
-            mapped = _shared_map(_scan_batch_pickled, jobs, engine, slots, local_fn=_scan_batch_here)
-            for _, result in mapped:
-                if isinstance(result, bytes):  # from a worker: keep its pickle for the cache
-                    scans = pickle.loads(result)
-                    cache.add_pickled(result, scans)
-                else:
-                    scans = result
-                    for key, scan in scans.items():
-                        cache.add(key, scan)
-                for key, scan in scans.items():
-                    for i in positions[key]:
-                        results[i] = scan
-        else:
-            for i in todo:
-                scan = scan_file(entries[i]["url"], inline_threshold=inline_threshold)
-                results[i] = scan
-                cache.add(keys[i], scan)
-    finally:
-        cache.compact()  # keeps what was scanned even when a file failed
+    with track(label, len(entries), "files") as progress:
+        progress.update(len(entries) - len(todo))  # the cached ones
+        try:
+            _scan_todo(entries, todo, keys, results, cache, inline_threshold, workers, io, engine, progress)
+        finally:
+            cache.compact()  # keeps what was scanned even when a file failed
     log.info("scanned %d files (%d from cache)", len(results), len(results) - len(todo))
     return [scan for scan in results if scan is not None]
+
+
+def _scan_todo(
+    entries: list[dict[str, Any]],
+    todo: list[int],
+    keys: list[str],
+    results: list[FileScan | None],
+    cache: ScanCache,
+    inline_threshold: int,
+    workers: int,
+    io: IOCounter | None,
+    engine: Engine,
+    progress: Tracker,
+) -> None:
+    """Scan the files at ``todo`` into ``results`` and the cache, on the engine or here."""
+    if any(is_remote(entries[i]["url"]) for i in todo):
+        for i, scan in _scan_remote_entries(entries, todo, inline_threshold, io):
+            results[i] = scan
+            cache.add(keys[i], scan)
+            progress.update()
+    elif (slots := engine.slots(workers)) > 0 and len(todo) >= engine.min_files:
+        batches = [todo[j : j + BATCH_FILES] for j in range(0, len(todo), BATCH_FILES)]
+        jobs = [
+            ([entries[i]["url"] for i in batch], [keys[i] for i in batch], inline_threshold)
+            for batch in batches
+        ]
+        positions: dict[str, list[int]] = {}
+        for i in todo:  # the same file may be listed twice
+            positions.setdefault(keys[i], []).append(i)
+        mapped = _shared_map(_scan_batch_pickled, jobs, engine, slots, local_fn=_scan_batch_here)
+        for _, result in mapped:
+            if isinstance(result, bytes):  # from a worker: keep its pickle for the cache
+                scans = pickle.loads(result)
+                cache.add_pickled(result, scans)
+            else:
+                scans = result
+                for key, scan in scans.items():
+                    cache.add(key, scan)
+            for key, scan in scans.items():
+                for i in positions[key]:
+                    results[i] = scan
+            progress.update(sum(len(positions[key]) for key in scans))
+    else:
+        for i in todo:
+            scan = scan_file(entries[i]["url"], inline_threshold=inline_threshold)
+            results[i] = scan
+            cache.add(keys[i], scan)
+            progress.update()
 
 
 def aggregate_cache(cache_dir: Path, name: str = "aggregate") -> Path:

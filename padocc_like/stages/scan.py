@@ -273,7 +273,9 @@ def scan_stage(
     t0 = time.perf_counter()
     io = IOCounter()
     with gc_paused():
-        scans = scan_entries(chosen, project.inline_threshold, paths.file_cache, ctx.workers, io)
+        scans = scan_entries(
+            chosen, project.inline_threshold, paths.file_cache, ctx.workers, io, label=f"scan {project.id}"
+        )
         per_file_s = (time.perf_counter() - t0) / max(1, len(chosen))
         report, aggregates, problems = analyse(scans, project, sampled)
     report["files_total"] = len(entries)

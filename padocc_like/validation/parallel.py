@@ -22,6 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from ..progress import Tracker, track
+
 log = logging.getLogger(__name__)
 
 BLOCKS_PER_PROCESS = 16
@@ -151,14 +153,25 @@ class Workers:
                 return False
         return self._ready
 
-    def map_blocks(self, fn: Callable[..., R], shared: Any, blocks: list[Any]) -> list[R]:
+    def map_blocks(
+        self, fn: Callable[..., R], shared: Any, blocks: list[Any], label: str = "validate"
+    ) -> list[R]:
         """``[fn(shared, block) for block in blocks]``, shared between this process and the pool.
 
         This process takes blocks from the front; a feeder thread hands blocks from the back
         to the pool, one per pool process at a time, once the pool has started. Each block
-        is run exactly once, by whichever side claims it first."""
+        is run exactly once, by whichever side claims it first. Progress is reported as
+        ``label``, in items of the blocks (:mod:`padocc_like.progress`)."""
+        with track(label, sum(len(b) for b in blocks), "files") as progress:
+            return self._map_blocks(fn, shared, blocks, progress)
+
+    def _map_blocks(self, fn: Callable[..., R], shared: Any, blocks: list[Any], progress: Tracker) -> list[R]:
         if self.pool is None or len(blocks) < 2:
-            return [fn(shared, b) for b in blocks]
+            out = []
+            for b in blocks:
+                out.append(fn(shared, b))
+                progress.update(len(b))
+            return out
         pool, size = self.pool, self.processes - (1 if self.caller_works else 0)
         lock = threading.Lock()
         ends = [0, len(blocks)]  # next block from the front, one past the next from the back
@@ -194,6 +207,7 @@ class Workers:
                     i = running.pop(f)
                     try:
                         results[i] = f.result()
+                        progress.update(len(blocks[i]))
                     except BaseException as err:  # re-raised in the caller's thread
                         failed[i] = err
 
@@ -203,6 +217,7 @@ class Workers:
         try:
             while self.caller_works and (i := claim(front=True)) is not None:
                 results[i] = fn(shared, blocks[i])
+                progress.update(len(blocks[i]))
                 mine += 1
         except BaseException:
             stop.set()  # the pool finishes what it has, takes nothing more

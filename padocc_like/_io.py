@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .errors import DiskFullError
 
 
 def utc_now() -> str:
@@ -68,6 +71,35 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+"""The ``errno`` codes of a full filesystem and of an exceeded quota."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is a write failing for lack of space (or quota)."""
+    return isinstance(err, OSError) and err.errno in NO_SPACE
+
+
+def disk_full_error(path: Path, err: OSError) -> DiskFullError:
+    """A :class:`~padocc_like.errors.DiskFullError` naming ``path`` (or the file the error
+    names), the filesystem it is on and the space left there."""
+    mount = Path(path).absolute()
+    while not mount.exists() or not os.path.ismount(mount):
+        if mount.parent == mount:
+            break
+        mount = mount.parent
+    try:
+        free = f"{shutil.disk_usage(mount).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    reason = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+    return DiskFullError(
+        f"{reason} writing {err.filename or path} (filesystem {mount}, {free}); "
+        "free space there, then run the phase again",
+        err.errno or errno.ENOSPC,
+    )
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 
@@ -84,9 +116,11 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if is_disk_full(err):
+            raise disk_full_error(path, err) from err
         raise
     if durable:
         _fsync_dir(path.parent)
@@ -111,9 +145,11 @@ def atomic_file(path: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if is_disk_full(err):
+            raise disk_full_error(path, err) from err
         raise
     _fsync_dir(path.parent)
 
@@ -144,8 +180,10 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         yield tmp
         _fsync_dir(tmp)
         replace_directory(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err):
+            raise disk_full_error(path, err) from err
         raise
 
 

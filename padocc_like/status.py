@@ -1,4 +1,6 @@
-"""Derived project status, read from state files only (no configuration models needed).
+"""Derived project status, read from state files and manifests (no configuration models
+needed); a finished project whose local sources changed since init is ``stale`` (one ``stat``
+per file).
 
 The CLI's ``status`` answers from here through the group index
 (:mod:`padocc_like.group_index`) without importing pydantic or parsing YAML.
@@ -6,6 +8,7 @@ The CLI's ``status`` answers from here through the group index
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ from .errors import ConfigError, StateError
 from .state.store import current_products, is_locked, load_state, project_paths
 from .types import PHASE_ORDER, Status
 
-STATE_FILTERS = ("done", "failed", "pending", "running", "interrupted", "ready")
+STATE_FILTERS = ("done", "failed", "pending", "running", "interrupted", "ready", "stale")
+STALE_SHOWN = 3
+"""Changed files a ``stale`` reason names (``stale`` in the row lists them all)."""
 
 
 def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> dict[str, Any]:
@@ -70,6 +75,16 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
     product = products[0] if products else None  # the first requested kind's
     if state_name == "pending" and products and all(p.get("status") == "valid" for p in products):
         state_name = "ready"
+    stale = changed_sources(paths) if products and state_name != "running" else []
+    if stale and state_name in ("done", "ready"):
+        state_name = "stale"
+        shown = "; ".join(stale[:STALE_SHOWN]) + (
+            f" (and {len(stale) - STALE_SHOWN} more)" if len(stale) > STALE_SHOWN else ""
+        )
+        reason = (
+            f"sources changed since the product was computed: {shown}. Review the files, then run "
+            "'init --force' and the pipeline again"
+        )
     fields = ("revision", "layout", "status", "path", "n_refs", "size")
     return {
         "project": project_id,
@@ -85,7 +100,38 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
             for phase, job in _jobs(paths).items()
         },
         "updated": state.get("updated"),
+        "stale": stale,
     }
+
+
+def changed_sources(paths: Any) -> list[str]:
+    """The project's local source files that differ from its manifest (removed, or another size
+    or modification time): one ``stat`` per file, no read. The current products were computed
+    from the manifest's files (compute refuses files that changed since init), so any file
+    listed here makes them stale. Remote sources are not checked here (it would cost a listing
+    per directory in every ``status``); scan, compute and validate check them."""
+    try:
+        manifest = read_json(paths.manifest)
+    except (OSError, ValueError):
+        return []
+    changed = []
+    for entry in manifest.get("files", []):
+        url = entry.get("url", "")
+        if "://" in url and not url.startswith("file://"):
+            continue  # remote
+        try:
+            st = os.stat(url.removeprefix("file://"))
+        except FileNotFoundError:
+            changed.append(f"{url} was removed")
+            continue
+        except OSError as err:
+            changed.append(f"{url} cannot be read ({err.strerror})")
+            continue
+        if st.st_size != entry.get("size"):
+            changed.append(f"{url} changed size ({entry.get('size')} -> {st.st_size} bytes)")
+        elif entry.get("mtime_ns") is not None and st.st_mtime_ns != entry["mtime_ns"]:
+            changed.append(f"{url} was modified")
+    return changed
 
 
 def select_ids(
@@ -105,6 +151,8 @@ def select_ids(
             raise ConfigError(f"{source}: no project {unknown[0]!r} in group {group_id!r}")
         chosen = list(projects)
     if subset:
+        if not subset.replace("-", "").replace("_", "").isalnum():  # as api.save_subset: never a path
+            raise ConfigError(f"subset name {subset!r} must be letters, digits, '-' or '_'")
         path = work_dir / "subsets" / f"{subset}.txt"
         if not path.exists():
             raise ConfigError(f"no saved subset {subset!r} ({path})")

@@ -233,8 +233,28 @@ class SeaweedServer:
                 )
             time.sleep(0.05)
         self._ensure_buckets(deadline)
+        self._wait_serving(deadline)
         self.start_seconds = time.monotonic() - t0
         return self
+
+    def _wait_serving(self, deadline: float) -> None:
+        """After a restart the filer and volume servers answer a moment after the S3 port
+        (listings and reads fail with ``InternalError`` until then): wait until each bucket
+        lists and its first object reads."""
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
+        c = self.client()
+        for b in (*self.buckets, self.public_bucket):
+            while True:
+                try:
+                    listed = c.list_objects_v2(Bucket=b, MaxKeys=1).get("Contents", [])
+                    if listed:
+                        c.get_object(Bucket=b, Key=listed[0]["Key"], Range="bytes=0-0")["Body"].read()
+                    break
+                except (ClientError, EndpointConnectionError):
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.05)
 
     def _ensure_buckets(self, deadline: float) -> None:
         """``-bucket`` creates them too, but asynchronously; make sure they exist now."""

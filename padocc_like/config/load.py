@@ -48,8 +48,19 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             lines.append(f"{source}: missing required key {_format_loc(loc)!r}")
         else:
-            lines.append(f"{source}: {_format_loc(loc)}: {e['msg']}")
+            lines.append(f"{source}: {_format_loc(loc)}: {e['msg']}{_shown_input(e)}")
     return "\n".join(lines)
+
+
+def _shown_input(error: Any) -> str:
+    """The refused value of an id or name that does not match its pattern or is too long, so
+    that the message names it (hostile characters escaped); never other values, which could be
+    secrets."""
+    value = error.get("input")
+    if error["type"] not in ("string_pattern_mismatch", "string_too_long") or not isinstance(value, str):
+        return ""
+    shown = value if len(value) <= 60 else f"{value[:40]}... ({len(value)} characters)"
+    return f", not {shown!r}"
 
 
 def read_yaml(path: Path) -> Any:

@@ -9,6 +9,7 @@ depends on) matches the last successful run, records ``running`` then
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .._io import canonical_json, sha256_text, utc_now
+from .._io import canonical_json, disk_full_error, is_disk_full, sha256_text, utc_now
 from ..config.models import ResolvedProject
 from ..errors import ErrorKind, PadoccLikeError, PhaseOrderError, StateLockedError
 from ..state.store import (
@@ -161,7 +162,12 @@ def run_phase(
                 skipped=True,
             )
 
-        handler, log_path = _attach_log(paths, phase, ctx.log_level)
+        try:
+            handler, log_path = _attach_log(paths, phase, ctx.log_level)
+        except OSError as err:  # a full disk: nothing can be recorded
+            if not is_disk_full(err):
+                raise
+            return _refused(project.id, phase, disk_full_error(paths.logs, err))
         started = utc_now()
         state["phases"][str(phase)] = {
             "status": str(Status.RUNNING),
@@ -171,14 +177,18 @@ def run_phase(
             "log": str(log_path.relative_to(paths.root)),
         }
         record_event(state, phase, "started")
-        save_state(paths, state)
         log.info("%s: %s started", project.id, phase)
         try:
+            save_state(paths, state)
             out = stage(project, paths, state, ctx)
         except PadoccLikeError as err:
             log.error("%s: %s failed: %s", project.id, phase, err.message)
             return _finish_failed(paths, state, phase, started, t0, err.to_dict(), log_path)
         except Exception as err:  # the runner boundary: record, never crash the group
+            if is_disk_full(err):  # a write of a library (netCDF, zarr): name the place
+                full = disk_full_error(paths.root, err)
+                log.error("%s: %s failed: %s", project.id, phase, full)
+                return _finish_failed(paths, state, phase, started, t0, full.to_dict(), log_path)
             log.error("%s: %s failed unexpectedly\n%s", project.id, phase, traceback.format_exc())
             info = {
                 "kind": str(ErrorKind.INTERNAL),
@@ -188,7 +198,8 @@ def run_phase(
             return _finish_failed(paths, state, phase, started, t0, info, log_path)
         finally:
             logging.getLogger("padocc_like").removeHandler(handler)
-            handler.close()
+            with contextlib.suppress(OSError):  # a full disk fails the last flush of the log
+                handler.close()
         duration = time.perf_counter() - t0
         state["phases"][str(phase)] = {
             "status": str(Status.DONE),
@@ -201,7 +212,13 @@ def run_phase(
             **({"details": out.details} if out.details else {}),
         }
         record_event(state, phase, "done", out.message, duration_s=round(duration, 4))
-        save_state(paths, state)
+        try:
+            save_state(paths, state)
+        except OSError as err:  # a full disk: the stage's work is not recorded as done
+            if not is_disk_full(err):
+                raise
+            full = err if isinstance(err, PadoccLikeError) else disk_full_error(paths.state, err)
+            return _finish_failed(paths, state, phase, started, t0, full.to_dict(), log_path)
         return PhaseOutcome(project.id, str(phase), str(Status.DONE), out.message, duration_s=duration)
     finally:
         lock.__exit__(None, None, None)
@@ -233,7 +250,12 @@ def _finish_failed(
         "log": str(log_path.relative_to(paths.root)),
     }
     record_event(current, phase, "failed", error["message"], kind=error["kind"])
-    save_state(paths, current)
+    try:
+        save_state(paths, current)
+    except OSError as err:  # a full disk: state.json keeps its last whole version
+        log.error(
+            "%s: %s: the failure could not be recorded in %s: %s", current["project"], phase, paths.state, err
+        )
     return PhaseOutcome(
         current["project"],
         str(phase),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json, read_json, utc_now
-from ..errors import StateError, StateLockedError
+from ..errors import ConfigError, StateError, StateLockedError
 from ..types import PHASE_ORDER, Phase, Status
 
 STATE_FORMAT = "padocc-like/project-state"
@@ -79,7 +80,18 @@ class ProjectPaths:
         return self.root / "logs"
 
 
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""What a project id may be (``config.models.ID_PATTERN``, repeated here so that state code
+never imports the configuration models): one path component, never ``.``, ``..`` or absolute."""
+
+
 def project_paths(work_dir: Path, project_id: str) -> ProjectPaths:
+    """The files of project ``project_id``: always a directory inside ``<work_dir>/projects``."""
+    if not isinstance(project_id, str) or not SAFE_ID.fullmatch(project_id) or len(project_id) > 200:
+        raise ConfigError(
+            f"project id {project_id!r} is not a valid id (letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, at most 200): it could name a path outside the work directory"
+        )
     return ProjectPaths(work_dir / "projects" / project_id)
 
 

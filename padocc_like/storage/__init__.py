@@ -466,6 +466,7 @@ def stat(url: str) -> dict[str, Any]:
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "etag": None}
     fs, path = active().filesystem(url)
     try:
+        fs.invalidate_cache(path)  # fsspec reuses file systems and their listings: ask the store
         info = fs.info(path)
     except Exception as err:
         raise translate_error(url, err) from err
@@ -485,6 +486,9 @@ def list_remote(pattern_url: str) -> dict[str, dict[str, Any]]:
     fs, pattern = active().filesystem(pattern_url)
     protocol = pattern_url.split("://", 1)[0]
     try:
+        # fsspec reuses a file system (and its cached listings) across runs of one process: a
+        # listing that identifies files (init, verify_manifest) must ask the store now
+        fs.invalidate_cache()
         found = (
             fs.glob(pattern, detail=True) if any(c in pattern for c in "*?[") else {pattern: fs.info(pattern)}
         )

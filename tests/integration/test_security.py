@@ -268,6 +268,13 @@ def test_every_tls_opt_out_in_the_package_is_guarded_by_verify_tls():
 
 
 # --- secrets -------------------------------------------------------------------------------
+VAULT_STORE = (
+    "{protocol: s3, location: vault-bucket/data, endpoint_url: 'https://s3.example.org', credentials: "
+    "{source: env, access_key_env: PADOCC_TEST_VAULT_KEY, secret_key_env: PADOCC_TEST_VAULT_SECRET}}"
+)
+"""An S3 store the projects never use: its credentials are read from the environment."""
+
+
 @pytest.mark.stac_api
 def test_planted_secrets_reach_no_output(tmp_path, archive, stac_api):
     """A local run (every phase, published to a STAC API with a bearer token) with store
@@ -294,11 +301,7 @@ profile: serial
 stac_api: {{url: "{stac_api.url}", auth: {{type: bearer, token_env: PADOCC_TEST_STAC_TOKEN}}}}
 stac_schema_dir: {SCHEMAS}
 stores:
-  vault:
-    protocol: s3
-    location: vault-bucket/data
-    endpoint_url: https://s3.example.org
-    credentials: {{source: env, access_key_env: PADOCC_TEST_VAULT_KEY, secret_key_env: PADOCC_TEST_VAULT_SECRET}}
+  vault: {VAULT_STORE}
   site: {{protocol: file, location: "{pub}", public_url: "https://data.example.org/products"}}
 publish:
   store: site
@@ -351,3 +354,36 @@ projects:
     for text in printed + api_texts:
         for name, secret in secrets.items():
             assert secret not in text, f"{name} printed"
+
+
+def test_slurm_submissions_hold_no_secret(tmp_path, archive, write_group, monkeypatch):
+    """The SLURM scripts of a submission name no credential: array tasks inherit the
+    submitter's environment, nothing is copied into a script or the work directory. (A real
+    submission is run in tests/integration/test_slurm_runner.py.)"""
+    archive(n_files=2)
+    secret = f"slurm-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("PADOCC_TEST_VAULT_SECRET", secret)
+    path = write_group(
+        f"""
+        group: g
+        work_dir: {tmp_path / "work"}
+        profile:
+          name: site
+          slurm: {{partition: debug}}
+        stores:
+          vault: {VAULT_STORE}
+        projects:
+          - id: p
+            sources: {{glob: archive/*.nc}}
+        """
+    )
+    group = api.open_group(path)
+    jobs = api.submit(
+        group, ["init", "scan", "compute", "validate"], dry_run=True, env={"PADOCC_TEST_VAULT_SECRET": secret}
+    )
+    assert len(jobs) == 4 and all("#SBATCH" in job.script for job in jobs)
+    for job in jobs:
+        assert secret not in job.script and "PADOCC_TEST_VAULT_SECRET" not in job.script
+    for p in (tmp_path / "work").rglob("*"):
+        assert not p.is_file() or secret.encode() not in p.read_bytes(), p

@@ -102,11 +102,34 @@ class EmptyAttribute:
         self.dtype = dtype
 
 
-def attribute_value(value: Any) -> Any:
-    """The JSON value of an attribute read as numpy data (:func:`_read_attribute`)."""
+def attribute_value(value: Any, name: str = "") -> Any:
+    """The JSON value of an attribute read as numpy data (:func:`_read_attribute`); an
+    attribute of a type JSON cannot hold exactly raises UnsupportedFeatureError naming it
+    (the caller adds the file and the variable)."""
     if isinstance(value, EmptyAttribute):
         return "" if value.dtype.kind in "SO" else None
+    feature = attribute_type_problem(value)
+    if feature is not None:
+        raise UnsupportedFeatureError(f"attribute {name!r} has a {feature}, which no JSON attribute holds")
     return to_json_value(value)
+
+
+def attribute_type_problem(value: Any) -> str | None:
+    """Why an attribute value cannot become a JSON attribute exactly (None if it can)."""
+    if not isinstance(value, np.ndarray | np.generic):
+        return None
+    dtype = value.dtype
+    if dtype.names is not None:
+        return f"compound data type ({dtype})"
+    if dtype.kind == "c":
+        return f"complex data type ({dtype}, an HDF5 compound)"
+    if dtype.kind == "V":
+        return f"opaque data type ({dtype})"
+    if dtype.kind == "O" and isinstance(value, np.ndarray):
+        sequences = [v for v in value.reshape(-1) if isinstance(v, np.ndarray)]
+        if sequences:
+            return f"variable-length sequence data type (a vlen of {sequences[0].dtype})"
+    return None
 
 
 def string_bytes(value: Any) -> bytes:
@@ -286,7 +309,15 @@ class _FileReader:
     def scan(self) -> FileScan:
         datasets: dict[str, Dataset] = {}
         scales: set[str] = set()
+        names_at: dict[int, str] = {}  # object address -> the first name linking to it
         for key, ds in self.source.datasets():
+            first = names_at.setdefault(ds.address, key)
+            if first != key:
+                raise UnsupportedFeatureError(
+                    f"{self.path}: variable {key!r} and variable {first!r} are links (hard or soft) "
+                    "to one HDF5 dataset; a dataset under several names has no single netCDF "
+                    "variable or dimension name (netCDF readers name its dimension after one link)"
+                )
             datasets[key] = ds
             if ds.is_scale:
                 scales.add(key)
@@ -324,7 +355,10 @@ class _FileReader:
                 values = np.full(var.shape, ds.fillvalue, dtype=ds.dtype)
                 values[: ds.shape[0]] = ds.read()
                 coords[name] = values.tolist()
-        attrs = self.source.root_attributes()
+        try:
+            attrs = self.source.root_attributes()
+        except UnsupportedFeatureError as err:
+            raise UnsupportedFeatureError(f"{self.path}: global {err.message}") from err
         return FileScan(
             url=self.path,
             format="netcdf4" if self.is_netcdf4 else "hdf5",
@@ -354,10 +388,12 @@ class _FileReader:
                     f"{n_scales} dimension scales attached; expected one"
                 )
             if resolved is None:
-                # as netCDF-C: reuse a phony dimension of this length that this variable does
-                # not use yet, else make a new one (a square array has two distinct dimensions)
+                # as netCDF-C: reuse a phony dimension of this length and unlimitedness (an
+                # unlimited axis never shares a fixed one's) that this variable does not use
+                # yet, else make a new one (a square array has two distinct dimensions)
                 size = ds.shape[axis]
-                same_size = phony.setdefault(size, [])
+                unlimited = bool(ds.maxshape) and ds.maxshape[axis] is None
+                same_size = phony.setdefault((size, unlimited), [])
                 free = [d for d in same_size if d not in names]
                 if free:
                     resolved = free[0]
@@ -373,17 +409,19 @@ class _FileReader:
         where = f"{self.path}: variable {name!r}"
         ds.check_dtype(where)
         if dtype.kind not in "biufS":
-            raise UnsupportedFeatureError(f"{where}: data type {dtype} is not supported")
+            raise UnsupportedFeatureError(f"{where}: {_dtype_feature(dtype)} is not supported")
 
         layout = ds.layout
         filters = self._filters(name, ds.filters(), dtype)
-        attrs, raw_fill = ds.attributes()
-        fill_value = None
-        if raw_fill is not None:
-            fill_value = encode_fill_value(raw_fill, dtype)
-        elif not self.is_netcdf4 and not ds.is_scale:
-            # plain HDF5: the dataset's own fill value is what readers see
-            fill_value = encode_fill_value(ds.fillvalue, dtype) if dtype.kind != "S" else None
+        try:
+            attrs, raw_fill = ds.attributes()
+        except UnsupportedFeatureError as err:
+            raise UnsupportedFeatureError(f"{where}: {err.message}") from err
+        # Only a _FillValue attribute declares a fill value: netCDF4-python and h5netcdf (so
+        # xarray) mask nothing else, so declaring the HDF5 dataset's fill value (as kerchunk
+        # does) would mask valid values. Unwritten chunks still read as that fill value
+        # (_fill_missing).
+        fill_value = None if raw_fill is None else encode_fill_value(raw_fill, dtype)
         stored_shape = tuple(ds.shape)
         # records past the dataset's extent along an unlimited dimension read as the fill value
         shape = tuple(
@@ -552,6 +590,17 @@ def _rebuild_edge_chunks(
         lengths[flat] = 0
 
 
+def _dtype_feature(dtype: np.dtype) -> str:
+    """How an error names a variable's data type that no Zarr type holds."""
+    if dtype.kind == "V":
+        return f"HDF5 opaque data type ({dtype})"
+    if dtype.kind in "Mm":
+        return f"HDF5 opaque data type tagged as {dtype} (a NumPy time type)"
+    if dtype.kind == "c":
+        return f"complex data type ({dtype}, an HDF5 compound)"
+    return f"data type {dtype}"
+
+
 # --- the h5py backend ---------------------------------------------------------------------------
 
 
@@ -571,7 +620,8 @@ def read_attributes(oid: Any) -> tuple[dict[str, Any], Any]:
         if name == b"_FillValue":
             fill = value
         else:
-            attrs[name.decode("utf-8", errors="replace")] = attribute_value(value)
+            key = name.decode("utf-8", errors="replace")
+            attrs[key] = attribute_value(value, key)
     return attrs, fill
 
 

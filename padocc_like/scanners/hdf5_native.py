@@ -178,7 +178,8 @@ def _read_attributes(h5: fmt.H5File, table: dict[bytes, RawAttribute]) -> tuple[
         if name == b"_FillValue":
             fill = value
         else:
-            attrs[name.decode("utf-8", errors="replace")] = attribute_value(value)
+            key = name.decode("utf-8", errors="replace")
+            attrs[key] = attribute_value(value, key)
     return attrs, fill
 
 

@@ -358,7 +358,8 @@ def test_missing_chunks_read_as_netcdf4_returns_them(tmp_path: Path, threshold: 
 @pytest.mark.parametrize("dtype", ["f4", "i4", "u2", "i8"])
 def test_missing_chunks_plain_hdf5(tmp_path: Path, dtype: str) -> None:
     """In a plain HDF5 file, unwritten chunks read as the dataset's fill value, as h5py reads
-    them, for float and integer types alike."""
+    them, for float and integer types alike; no ``_FillValue`` attribute, so no fill value is
+    declared (netCDF4 and h5netcdf mask nothing: declaring it would mask valid values)."""
     path = tmp_path / "missing.h5"
     with h5py.File(path, "w") as f:
         d = f.create_dataset("with_fill", shape=(10, 4), dtype=dtype, chunks=(3, 4), fillvalue=7)
@@ -366,8 +367,8 @@ def test_missing_chunks_plain_hdf5(tmp_path: Path, dtype: str) -> None:
         d = f.create_dataset("zero_fill", shape=(10,), dtype=dtype, chunks=(3,))
         d[3:6] = 2
     scan = roundtrip_hdf5(path, inline_threshold=0)
-    assert scan.variables["with_fill"].fill_value == 7
-    assert scan.variables["zero_fill"].fill_value == 0
+    assert scan.variables["with_fill"].fill_value is None
+    assert scan.variables["zero_fill"].fill_value is None
 
 
 def test_fletcher32(tmp_path: Path) -> None:
@@ -592,7 +593,7 @@ def test_plugin_codecs(plugin_files: dict[str, Path], codec: str, threshold: int
     assert filters is not None and len(filters) == 1
     assert filters[0]["id"] == {"zstd": "zstd", "bzip2": "bz2"}.get(codec, "blosc")
     sparse = scan.variables["sparse"]
-    assert sparse.fill_value == -1.0
+    assert sparse.fill_value is None  # no _FillValue attribute; unwritten chunks are inlined
 
 
 def test_chunk_that_skipped_an_optional_filter(plugin_files: dict[str, Path]) -> None:
@@ -681,6 +682,71 @@ def test_vlen_numbers_compound_and_enum_are_unsupported(tmp_path: Path) -> None:
             dtype=h5py.enum_dtype({"clear": 0, "cloudy": 1}, basetype="u1"),
         )
     _raises_unsupported(path, "'cloud'", "enum")
+
+
+def test_attributes_json_cannot_hold_are_unsupported(tmp_path: Path) -> None:
+    """Compound, complex, opaque and ragged (vlen of numbers) attributes are refused, naming the
+    file, the variable (or "global") and the attribute: never flattened into another value."""
+    cases = {
+        "compound": np.array([(1.0, -2.0)], dtype=[("x", "<f4"), ("y", "<f8")]),
+        "complex": np.complex64(1 + 2j),
+        "opaque": np.void(b"\x01\x02\x03"),
+    }
+    for word, value in cases.items():
+        path = tmp_path / f"global-{word}.h5"
+        with h5py.File(path, "w") as f:
+            f["v"] = np.arange(3)
+            f.attrs["odd"] = value
+        _raises_unsupported(path, "global attribute 'odd'", f"{word} data type")
+
+        path = tmp_path / f"variable-{word}.h5"
+        with h5py.File(path, "w") as f:
+            f["v"] = np.arange(3)
+            f["v"].attrs["odd"] = value
+        _raises_unsupported(path, "variable 'v'", "attribute 'odd'", f"{word} data type")
+
+    path = tmp_path / "vlen-attribute.h5"
+    with h5py.File(path, "w") as f:
+        f["v"] = np.arange(3)
+        ragged = np.empty(2, dtype=object)
+        ragged[0], ragged[1] = np.array([1, 2], "i4"), np.array([3], "i4")
+        f["v"].attrs.create("ragged", ragged, dtype=h5py.vlen_dtype(np.int32))
+    _raises_unsupported(path, "variable 'v'", "attribute 'ragged'", "variable-length sequence")
+
+
+def test_opaque_variables_are_unsupported(tmp_path: Path) -> None:
+    """An opaque dataset is refused by name, as an opaque type."""
+    path = tmp_path / "opaque.h5"
+    with h5py.File(path, "w") as f:
+        f["blob"] = np.array([b"\x00\x01", b"\x02\x03"], dtype="V2")
+    _raises_unsupported(path, "variable 'blob'", "HDF5 opaque data type")
+
+
+def test_one_dataset_under_several_names_is_unsupported(tmp_path: Path) -> None:
+    """A dataset linked under two names (a hard or a soft link) is refused, naming both: netCDF
+    readers show it twice and name its dimensions after one of the links."""
+    for kind in ("hard", "soft"):
+        path = tmp_path / f"{kind}.h5"
+        with h5py.File(path, "w") as f:
+            f["lat"] = np.arange(4.0)
+            f["lat_alias"] = f["lat"] if kind == "hard" else h5py.SoftLink("/lat")
+        _raises_unsupported(path, "'lat_alias'", "'lat'", "links (hard or soft) to one HDF5 dataset")
+
+
+def test_phony_dimensions_of_unlimited_axes(tmp_path: Path) -> None:
+    """As netCDF-C, an unlimited axis without a dimension scale never shares the phony dimension of
+    a fixed axis of the same length (and the other way round)."""
+    path = tmp_path / "resizable.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("fixed", data=np.zeros((4, 6)), maxshape=(8, 12))
+        f.create_dataset("grows", data=np.ones((8, 4)), maxshape=(None, None))
+        f.create_dataset("again", data=np.ones((4,)), maxshape=(None,))
+    scan = roundtrip_hdf5(path)
+    with netCDF4.Dataset(path) as nc:
+        for name, var in nc.variables.items():
+            assert scan.variables[name].dims == var.dimensions, name
+    assert scan.variables["grows"].dims[1] != scan.variables["fixed"].dims[0]
+    assert scan.variables["again"].dims[0] == scan.variables["grows"].dims[1]
 
 
 def test_groups_are_unsupported(tmp_path: Path) -> None:

@@ -35,7 +35,8 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="STATE",
-        help="only projects in this state: done, failed, pending, running, interrupted, ready (repeatable)",
+        help="only projects in this state: done, failed, pending, running, interrupted, ready, stale "
+        "(repeatable)",
     )
     p.add_argument("--subset", metavar="NAME", help="only the projects of a saved subset")
 
@@ -129,7 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard", action="store_true", help="--index names a shard (scan a slice of one project's files)"
     )
 
-    p = sub.add_parser("status", help="projects by phase and state, with failure reasons")
+    p = sub.add_parser(
+        "status",
+        help="projects by phase and state, with failure reasons",
+        description="The group at a glance: counts by phase and state, failures grouped by reason, "
+        "stale products, a row per project. With one -p ID: that project in detail (its phases "
+        "and their times, history, product revisions, validation summaries, jobs).",
+    )
     _selection_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -287,14 +294,37 @@ def _cmd_status(args: argparse.Namespace) -> int:
             except OSError as err:  # a cache: never fail the command for it
                 logging.getLogger(__name__).debug("cannot save the group index: %s", err)
         else:
-            rows = api.status(group, api.select(group, args.project, args.status, args.subset))
-            return _print_status(args, group.id, str(group.work_dir), rows)
+            selected = api.select(group, args.project, args.status, args.subset)
+            if _one_project(args):
+                last = api.last_phases(group)
+                return _print_project(args, group.id, str(group.work_dir), selected[0].id, last)
+            return _print_status(args, group.id, str(group.work_dir), api.status(group, selected))
     work_dir = Path(index.work_dir)
     ids = st.select_ids(
         work_dir, index.group_id, index.projects, args.project, args.status, args.subset, index.group_file
     )
+    if _one_project(args):
+        return _print_project(args, index.group_id, index.work_dir, ids[0], index.projects)
     rows = [st.project_status(work_dir, pid, index.projects[pid]) for pid in ids]
     return _print_status(args, index.group_id, index.work_dir, rows)
+
+
+def _one_project(args: argparse.Namespace) -> bool:
+    """``status -p ID`` (one project, no other filter) shows that project in detail."""
+    return len(args.project) == 1 and not args.status and not args.subset
+
+
+def _print_project(
+    args: argparse.Namespace, group_id: str, work_dir: str, project_id: str, last: dict[str, str | None]
+) -> int:
+    from .status import project_detail
+
+    detail = project_detail(Path(work_dir), project_id, last.get(project_id))
+    if args.json:
+        print(json.dumps({"group": group_id, "work_dir": work_dir, "project": detail}, indent=1))
+    else:
+        print(render_project(detail))
+    return EXIT_OK
 
 
 def _print_status(args: argparse.Namespace, group_id: str, work_dir: str, rows: list[dict[str, Any]]) -> int:
@@ -344,15 +374,92 @@ def render_status(group_id: str, rows: list[dict[str, Any]]) -> str:
                 f"{r['project']:<{width}}  {phase:<9} {j.get('array_task')!s:<14} {state:<14} "
                 f"{j.get('elapsed') or '-'!s:<8} {j.get('attempt') or 1}"
             )
-    failures: dict[str, list[str]] = {}
+    failures: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["state"] == "failed":
-            failures.setdefault(f"{r['phase']}/{r['error_kind']}", []).append(r["project"])
+        if r["state"] in ("failed", "interrupted", "stale"):
+            kind = r["error_kind"] or r["state"]
+            failures.setdefault(f"{r['phase']}/{kind}", []).append(r)
     if failures:
         lines.append("")
-        lines.append("failures by kind:")
-        for key, ids in sorted(failures.items()):
+        lines.append("needing attention, by phase and reason:")
+        for key, group in sorted(failures.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            ids = [r["project"] for r in group]
             lines.append(f"  {key}: {len(ids)} ({', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''})")
+            lines.append(f"      e.g. {_shorten(group[0]['reason'], 300)}")
+        lines.append("  (status -p ID for one project in detail)")
+    return "\n".join(lines)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_project(d: dict[str, Any]) -> str:
+    """One project in detail: state, phases with times, revisions with validation, jobs, history."""
+    from .status import HISTORY_SHOWN
+
+    lines = [f"project {d['project']}: {d['state']}" + (f" at {d['phase']}" if d["phase"] else "")]
+    if d["reason"]:
+        lines.append(f"  reason: {d['reason']}" + (f" [{d['error_kind']}]" if d["error_kind"] else ""))
+    lines.append(f"  directory: {d['root']}")
+    lines.append("")
+    lines.append(f"{'phase':<9} {'status':<8} {'started':<20} {'time':>8}  message / error")
+    for phase, rec in d["phases"].items():
+        started = (rec.get("started") or "-")[:19].replace("T", " ")
+        took = f"{rec['duration_s']:.2f}s" if rec.get("duration_s") is not None else "-"
+        note = rec.get("message") or ""
+        if rec.get("error"):
+            note = f"{rec['error'].get('kind')}: {rec['error'].get('message')}"
+        lines.append(
+            f"{phase:<9} {rec.get('status') or '-':<8} {started:<20} {took:>8}  {_shorten(note, 110)}".rstrip()
+        )
+        if rec.get("log"):
+            lines.append(f"{'':<48}log {rec['log']}")
+    if d["revisions"]:
+        lines.append("")
+        lines.append("product revisions:")
+        for p in d["revisions"]:
+            size = f"{p['size']:,} B" if p.get("size") is not None else "-"
+            lines.append(
+                f"  {p['kind']} r{p['revision']} {p.get('layout') or ''} {p['status']}, {size}, "
+                f"{p.get('n_refs') or '-'} refs, made {(p.get('created') or '-')[:19].replace('T', ' ')}"
+            )
+            v = p.get("validation")
+            if v:
+                counts = (
+                    ", ".join(f"{n} {sev}" for sev, n in sorted(v.get("findings", {}).items()))
+                    or "no findings"
+                )
+                compared = f"{v['values_compared']:,}" if v.get("values_compared") is not None else "-"
+                lines.append(
+                    f"      validation {str(v.get('verdict')).upper()} ({v.get('mode')}): {compared} values "
+                    f"compared in {v.get('files') or '-'} files; {counts}; report {v['report']}"
+                )
+    if d["stale"]:
+        lines.append("")
+        lines.append("stale: the sources changed since the product was computed:")
+        lines.extend(f"  {x}" for x in d["stale"])
+    if d["jobs_detail"]:
+        lines.append("")
+        lines.append("jobs:")
+        for phase, j in d["jobs_detail"].items():
+            lines.append(
+                f"  {phase:<9} {j.get('array_task')} {j.get('state')} exit {j.get('exit_code', '-')} "
+                f"elapsed {j.get('elapsed') or '-'} attempt {j.get('attempt') or 1} "
+                f"({j.get('time_min')} min, {j.get('memory_mb')} MB)"
+            )
+    history = d["history"][-HISTORY_SHOWN:]
+    if history:
+        lines.append("")
+        more = len(d["history"]) - len(history)
+        lines.append("history" + (f" (last {len(history)}; {more} earlier in --json)" if more else "") + ":")
+        for e in history:
+            took = f" {e['duration_s']:.2f}s" if e.get("duration_s") is not None else ""
+            msg = f" {_shorten(e['message'], 90)}" if e.get("message") else ""
+            lines.append(
+                f"  {e['time'][:23].replace('T', ' ')}  {e.get('phase') or '-':<9} {e['event']}{took}{msg}"
+            )
     return "\n".join(lines)
 
 

@@ -172,3 +172,66 @@ def _jobs(paths: Any) -> dict[str, Any]:
         return read_json(paths.root / "jobs.json")
     except (FileNotFoundError, ValueError):
         return {}
+
+
+HISTORY_SHOWN = 20
+"""History events the text view of a project shows (the newest; ``--json`` has them all)."""
+
+
+def project_detail(work_dir: Path, project_id: str, last_phase: str | None) -> dict[str, Any]:
+    """Everything ``status -p ID`` shows of one project: its status row, and its phases
+    (status, start, duration, message or error, log file), history, product revisions,
+    validation summaries and batch jobs."""
+    paths = project_paths(work_dir, project_id)
+    row = project_status(work_dir, project_id, last_phase)
+    try:
+        state = load_state(paths) or {}
+    except StateError:
+        state = {}
+    phases = {}
+    for phase in PHASE_ORDER:
+        rec = state.get("phases", {}).get(str(phase))
+        if not rec:
+            continue
+        phases[str(phase)] = {
+            k: rec.get(k) for k in ("status", "started", "finished", "duration_s", "message", "error", "log")
+        }
+    products = []
+    for p in state.get("products", []):
+        entry = {
+            k: p.get(k) for k in ("kind", "revision", "layout", "status", "created", "size", "n_refs", "path")
+        }
+        entry["validation"] = _validation_summary(paths.root, p.get("validation_report"))
+        products.append(entry)
+    return {
+        **row,
+        "root": str(paths.root),
+        "phases": phases,
+        "history": list(state.get("history", [])),
+        "revisions": products,
+        "jobs_detail": _jobs(paths),
+    }
+
+
+def _validation_summary(root: Path, report: str | None) -> dict[str, Any] | None:
+    """A validation report's verdict, mode, counts and duration (None when there is none)."""
+    if not report:
+        return None
+    try:
+        data = read_json(root / report)
+    except (OSError, ValueError):
+        return {"report": report, "verdict": "unreadable"}
+    severities: dict[str, int] = {}
+    for f in data.get("findings", []):
+        severities[f.get("severity", "?")] = severities.get(f.get("severity", "?"), 0) + 1
+    summary = data.get("summary", {})
+    return {
+        "report": report,
+        "verdict": data.get("verdict"),
+        "mode": data.get("mode"),
+        "values_compared": summary.get("values_compared"),
+        "files": summary.get("files"),
+        "variables": summary.get("variables"),
+        "findings": severities,
+        "duration_s": data.get("duration_s"),
+    }

@@ -79,13 +79,17 @@ projects:
     assert expected["projects"][0]["state"] == "done"  # the no-catalog pipeline ends at validate
     selections = (
         (["-s", "failed"], {"states": ["failed"]}),
-        (["-p", "later"], {"projects": ["later"]}),
+        (["-p", "later", "-p", "good"], {"projects": ["later", "good"]}),
         (["--subset", "two"], {"subset": "two"}),
         (["-s", "done", "-s", "pending"], {"states": ["done", "pending"]}),
     )
     for args, selection in selections:
         rows = api.status(g, api.select(g, **selection))
         assert rows and _status_json(path, *args)["projects"] == rows, args
+    # one project: in detail, its row's fields included
+    (row,) = api.status(g, api.select(g, ["later"]))
+    detail = _status_json(path, "-p", "later")["project"]
+    assert {k: detail[k] for k in row} == row
 
 
 def test_group_index_is_refused_when_any_input_changes(tmp_path, write_group):
@@ -139,7 +143,7 @@ projects:
     assert "FAIL init     bad" in out and "ok   catalog  good" in out and "1 project(s) ok, 1 failed" in out
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "failures by kind:" in out and "init/no-sources: 1 (bad)" in out
+    assert "needing attention, by phase and reason:" in out and "init/no-sources: 1 (bad)" in out
     assert main(["status", str(path), "--json", "-s", "failed"]) == 0
     rows = json.loads(capsys.readouterr().out)["projects"]
     assert [r["project"] for r in rows] == ["bad"] and rows[0]["error_kind"] == "no-sources"

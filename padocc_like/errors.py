@@ -45,6 +45,7 @@ class ErrorKind(StrEnum):
     JOB_OUT_OF_MEMORY = "job-out-of-memory"
     JOB_CANCELLED = "job-cancelled"
     CLUSTER_UNAVAILABLE = "cluster-unavailable"
+    WORKER_CRASHED = "worker-crashed"
     PUBLISH = "publish"
     UNMAPPED_URL = "unmapped-url"
     COPY_VERIFICATION = "copy-verification"
@@ -252,6 +253,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedFormatError",
     "ValidationFailedError",
+    "WorkerCrashedError",
 ]
 
 
@@ -315,6 +317,13 @@ class JobCancelledError(JobError):
     """A task was cancelled (``scancel``, a node failure, the operator)."""
 
     kind = ErrorKind.JOB_CANCELLED
+
+
+class WorkerCrashedError(JobError):
+    """The process running a phase died without a Python error (a crash in a native library,
+    or the system killing it): the project fails, the group run goes on."""
+
+    kind = ErrorKind.WORKER_CRASHED
 
 
 class ClusterUnavailableError(JobError):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import trace
 from ._io import read_json
 from .errors import ConfigError, StateError
 from .state.store import current_products, is_locked, load_state, project_paths
@@ -65,6 +66,9 @@ def project_status(work_dir: Path, project_id: str, last_phase: str | None) -> d
             state_name = "running" if is_locked(paths) else "interrupted"
             if state_name == "interrupted":
                 reason = f"{phase} was interrupted (process {rec.get('pid')} on {rec.get('host')} stopped); rerun it"
+                last = trace.last_opened(paths.root)
+                if last:  # a crash in a native library names no file itself
+                    reason += f" (the last source file it opened: {last})"
         break
     else:
         state_name = "done"

@@ -10,15 +10,19 @@ besides the CLI that decide about processes.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import replace
+from typing import Any
 
 from ..config.models import ResolvedProject, StacApiConfig, StoreConfig
+from ..errors import WorkerCrashedError
 from ..progress import Tracker, track
 from ..stages import stage_for
-from ..stages.base import PhaseOutcome, RunContext, run_phase
+from ..stages.base import PhaseOutcome, RunContext, crashed_worker, run_phase
 from ..storage import Storage, clear_downloads
 from ..types import Phase, Status
 from .pool import active_engine, process_pool
@@ -91,15 +95,72 @@ def _run_phase_over(
             progress.update()
 
     if ctx.workers > 1 and len(wanted) > 1 and active_engine().parallel_projects:
-        project_ctx = replace(ctx, workers=1)
-        with process_pool(min(ctx.workers, len(wanted))) as pool:
-            futures = [
-                pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx)
-                for p in wanted
-            ]
-            for fut in as_completed(futures):
-                done(fut.result())
+        _run_in_processes(phase, wanted, ctx, done)
     else:
         for p in wanted:
             done(run_one(phase, p, ctx))
     return results
+
+
+def _run_in_processes(
+    phase: Phase, wanted: list[ResolvedProject], ctx: RunContext, done: Callable[[PhaseOutcome], None]
+) -> None:
+    """Projects in parallel, one worker process each. A worker that dies (a crash in a native
+    library, killed for memory) fails the project it was running (``worker-crashed``); the
+    pool is replaced and the projects it had not finished run again."""
+    project_ctx = replace(ctx, workers=1)
+    pending = list(wanted)
+    while pending:
+        batch, pending = pending, []
+        with process_pool(min(ctx.workers, len(batch))) as pool:
+            futures = {
+                pool.submit(_run_one_payload, str(phase), p.model_dump(mode="json"), project_ctx): p
+                for p in batch
+            }
+            workers = dict(getattr(pool, "_processes", None) or {})  # pid -> Process, all started
+            broken: list[ResolvedProject] = []
+            for fut in as_completed(futures):
+                try:
+                    done(fut.result())
+                except BrokenProcessPool:
+                    broken.append(futures[fut])
+        if not broken:
+            continue
+        dead = _dead_workers(workers)
+        for p in broken:
+            crash = next(
+                (
+                    o
+                    for pid, code in dead.items()
+                    if (o := crashed_worker(ctx.work_dir, p.id, phase, pid, code))
+                ),
+                None,
+            )
+            if crash is not None:
+                done(crash)
+            else:
+                pending.append(p)  # stopped with the pool, or never started: run it again
+        if len(pending) == len(broken):  # no project owns the crash: never loop on it
+            for p in pending:
+                done(_unexplained_crash(p, phase, dead))
+            return
+
+
+def _dead_workers(workers: dict[int, Any]) -> dict[int, int]:
+    """pid -> exit code of the pool's processes that died on their own (the executor stops
+    the others with SIGTERM once the pool is broken)."""
+    out = {}
+    for pid, proc in workers.items():
+        proc.join(5)
+        code = proc.exitcode
+        if code not in (None, 0, -signal.SIGTERM):
+            out[pid] = code
+    return out
+
+
+def _unexplained_crash(project: ResolvedProject, phase: Phase, dead: dict[int, int]) -> PhaseOutcome:
+    err = WorkerCrashedError(
+        f"project {project.id!r}: a worker process died during {phase} (exit codes "
+        f"{sorted(dead.values()) or 'unknown'}) and the project's state does not say which project it ran"
+    )
+    return PhaseOutcome(project.id, str(phase), str(Status.FAILED), err.message, error_kind=str(err.kind))

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import trace
 from .._io import atomic_write_json, atomic_write_text, read_json, utc_now
 from ..config.models import ResolvedProject, SlurmConfig
 from ..errors import (
@@ -46,6 +47,7 @@ from ..errors import (
     JobSubmissionError,
     JobTimeoutError,
     StateLockedError,
+    WorkerCrashedError,
 )
 from ..state.store import ProjectPaths, load_state, project_lock, project_paths, save_state
 from ..types import PHASE_ORDER, Phase, Status
@@ -638,7 +640,7 @@ def refresh(
                 if now is None:
                     continue
                 job.update({k: v for k, v in now.items() if v not in (None, "")})
-                if job["state"] in KILLED:
+                if job["state"] in KILLED or job["state"] == "FAILED":
                     killed.append((phase_name, dict(job)))
             out[pid] = {k: dict(v) for k, v in jobs.items()}
         for phase_name, job in killed:
@@ -661,6 +663,19 @@ def _fail_killed(paths: ProjectPaths, phase: Phase, job: Mapping[str, Any]) -> N
         record = state["phases"].setdefault(str(phase), {"status": str(Status.PENDING)})
         if record.get("status") in (Status.DONE, Status.FAILED):
             return  # the phase finished (the task died after it) or failed with its own reason
+        if job["state"] == "FAILED":
+            if record.get("status") != Status.RUNNING:
+                return  # the task failed before the phase began: its log says why
+            # the process died inside the phase without recording why: a native crash
+            last = trace.last_opened(paths.root)
+            err: Exception = WorkerCrashedError(
+                f"SLURM task {job['array_task']} died while {phase} was running (exit code "
+                f"{job.get('exit_code', '?')}): a crash in a native library (HDF5, netCDF-C)"
+                + (f"; the last source file it opened: {last}" if last else "")
+                + f"; log: {record.get('log', '-')}"
+            )
+            _record_failure(paths, state, phase, err, job)
+            return
         earlier = PHASE_ORDER[: PHASE_ORDER.index(phase)]
         if record.get("status") == Status.PENDING and any(
             (state["phases"].get(str(p)) or {}).get("status") == Status.FAILED for p in earlier
@@ -672,18 +687,24 @@ def _fail_killed(paths: ProjectPaths, phase: Phase, job: Mapping[str, Any]) -> N
             "OUT_OF_MEMORY": f"ran out of memory (limit {job['memory_mb']} MB)",
         }.get(job["state"], f"was ended by the scheduler ({job['state']})")
         err = KILLED[job["state"]](f"SLURM task {job['array_task']} {what}; 'retry' resubmits it with more")
-        state["phases"][str(phase)] = {
-            "status": str(Status.FAILED),
-            "finished": utc_now(),
-            "error": err.to_dict(),
-            "job": job.get("array_task"),
-        }
-        # later phases queued behind it (aftercorr) never run: they wait for a retry
-        for later in PHASE_ORDER[PHASE_ORDER.index(phase) + 1 :]:
-            state["phases"][str(later)] = {"status": str(Status.PENDING)}
-        save_state(paths, state)
+        _record_failure(paths, state, phase, err, job)
     finally:
         lock.__exit__(None, None, None)
+
+
+def _record_failure(
+    paths: ProjectPaths, state: dict[str, Any], phase: Phase, err: Any, job: Mapping[str, Any]
+) -> None:
+    state["phases"][str(phase)] = {
+        "status": str(Status.FAILED),
+        "finished": utc_now(),
+        "error": err.to_dict(),
+        "job": job.get("array_task"),
+    }
+    # later phases queued behind it (aftercorr) never run: they wait for a retry
+    for later in PHASE_ORDER[PHASE_ORDER.index(phase) + 1 :]:
+        state["phases"][str(later)] = {"status": str(Status.PENDING)}
+    save_state(paths, state)
 
 
 def retry_plan(

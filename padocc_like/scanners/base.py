@@ -119,8 +119,9 @@ def scan_file(
     """Sniff the format of ``path`` (a local path, or a URL of a remote store) and scan it
     with the matching scanner. For a remote file, ``size`` (from the manifest) saves a
     request and ``io`` adds up the reads."""
-    from .. import storage
+    from .. import storage, trace
 
+    trace.opening(path)
     if storage.is_remote(path):
         return _scan_remote(path, inline_threshold, size, io)
     cls = scanner_for(path)

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, trace
 from .._io import canonical_json, disk_full_error, is_disk_full, sha256_text, utc_now
 from ..config.models import ResolvedProject
-from ..errors import ErrorKind, PadoccLikeError, PhaseOrderError, StateLockedError
+from ..errors import ErrorKind, PadoccLikeError, PhaseOrderError, StateLockedError, WorkerCrashedError
 from ..state.store import (
     ProjectPaths,
     load_state,
@@ -180,7 +180,8 @@ def run_phase(
         log.info("%s: %s started", project.id, phase)
         try:
             save_state(paths, state)
-            out = stage(project, paths, state, ctx)
+            with trace.tracing(paths.root):
+                out = stage(project, paths, state, ctx)
         except PadoccLikeError as err:
             log.error("%s: %s failed: %s", project.id, phase, err.message)
             return _finish_failed(paths, state, phase, started, t0, err.to_dict(), log_path)
@@ -222,6 +223,49 @@ def run_phase(
         return PhaseOutcome(project.id, str(phase), str(Status.DONE), out.message, duration_s=duration)
     finally:
         lock.__exit__(None, None, None)
+
+
+def crashed_worker(
+    work_dir: Path, project_id: str, phase: Phase, pid: int, exit_code: int
+) -> PhaseOutcome | None:
+    """Record that the process ``pid`` running ``phase`` of the project died (``exit_code``:
+    a negative signal number, as :class:`multiprocessing.Process` gives it), naming the source
+    file it opened last. None when the project's state does not show that process running
+    the phase (it did not start there: the caller runs it again)."""
+    import signal
+
+    paths = project_paths(work_dir, project_id)
+    try:
+        with project_lock(paths):
+            state = load_state(paths)
+            record = (state or {}).get("phases", {}).get(str(phase), {})
+            if state is None or record.get("status") != Status.RUNNING or record.get("pid") != pid:
+                return None
+            try:
+                how = (
+                    f"signal {signal.Signals(-exit_code).name}" if exit_code < 0 else f"exit code {exit_code}"
+                )
+            except ValueError:
+                how = f"signal {-exit_code}"
+            last = trace.last_opened(paths.root)
+            err = WorkerCrashedError(
+                f"project {project_id!r}: the process running {phase} died ({how}): a crash in a "
+                "native library (HDF5, netCDF-C) or the system stopping it (out of memory)"
+                + (f"; the last source file it opened: {last}" if last else "")
+                + f"; log: {record.get('log', '-')}"
+            )
+            t0 = time.perf_counter()
+            return _finish_failed(
+                paths,
+                state,
+                phase,
+                record.get("started", utc_now()),
+                t0,
+                err.to_dict(),
+                paths.root / record["log"],
+            )
+    except StateLockedError:
+        return None
 
 
 def _refused(project_id: str, phase: Phase, err: PadoccLikeError) -> PhaseOutcome:

@@ -444,7 +444,10 @@ _downloads = DownloadCache()
 def local_path_of(url: str) -> str:
     """A local path holding the file at ``url``: the file itself when local; a download kept
     in this process's :class:`DownloadCache` when remote (for libraries that need a path and
-    read the whole file anyway)."""
+    read the whole file anyway). Noted as the file being opened (:mod:`padocc_like.trace`)."""
+    from .. import trace
+
+    trace.opening(url)
     return _downloads.path(url) if is_remote(url) else local_path(url)
 
 

@@ -75,7 +75,10 @@ SKIP_DECODE_BYTES = 0
 are not decoded: bitwise-equal raw values then decode to equal values. Smaller slabs
 decode faster than the two sides' decoders can be compared."""
 
-DTYPE_NOTE = "JSON attributes carry no float32 type; values are compared in the source's type"
+DTYPE_NOTE = (
+    "JSON attributes carry no float32 type; values are compared with the source decoded with "
+    "the same attribute values in the product's type"
+)
 
 
 @dataclass
@@ -426,6 +429,25 @@ def sample_indices(n: int, fraction: float) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
+PACKING = ("scale_factor", "add_offset")
+
+
+def widened(spec: DecodeSpec, dtype: np.dtype) -> DecodeSpec:
+    """``spec`` with its float packing attributes (``scale_factor``, ``add_offset``) held in
+    ``dtype``: the same values, in the type of the attributes of a product that cannot hold
+    the source's type."""
+
+    def widen(d: dict[str, Any]) -> dict[str, Any]:
+        out = dict(d)
+        for key in PACKING:
+            v = out.get(key)
+            if isinstance(v, np.floating | np.ndarray) and np.asarray(v).dtype.kind == "f":
+                out[key] = np.asarray(v).astype(dtype)[()]
+        return out
+
+    return DecodeSpec(spec.dims, widen(spec.attrs), widen(spec.encoding), spec.stack_char_dim)
+
+
 def is_dtype_note(f: Finding) -> bool:
     """The once-per-variable note of :func:`compare_file` (kept at its first file only)."""
     return f.check == "values" and f.severity is Severity.ALLOWED and f.file is None
@@ -674,7 +696,14 @@ def _compare_variable(
         s_dec = decode_array(name, spec, s_raw)
         if p_dec.dtype != s_dec.dtype and p_dec.dtype.kind == s_dec.dtype.kind == "f":
             note = note or (p_dec.dtype, s_dec.dtype)
-            p_dec = p_dec.astype(s_dec.dtype)
+            # the product holds the source's float32 packing attributes as float64 (JSON has
+            # no float32), so it unpacks in float64: decode the source with the same values
+            # in that type (exact: float32 -> float64 loses nothing). A product whose packing
+            # attributes differ still decodes differently; casting the product's float64
+            # values down instead would round twice where the source rounds once.
+            s_dec = decode_array(name, widened(spec, p_dec.dtype), s_raw)
+            if p_dec.dtype != s_dec.dtype:
+                p_dec = p_dec.astype(s_dec.dtype)
         try:
             bad, size = count_decoded_unequal(p_dec, s_dec)
         except Exception as err:

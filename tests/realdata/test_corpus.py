@@ -88,16 +88,9 @@ CCI = "esacci-singles/"
 
 EXPECTED: dict[str, str | Fails] = {
     # --- ESA CCI -----------------------------------------------------------------------------
-    f"{CCI}19910916120000-ESACCI-L3C_GHRSST-SSTskin-AVHRR12_G-CDR2.1_night-v02.0-fv01.0.nc": Fails(
-        "validate",
-        "validation-failed",
-        "wind_speed",
-        "decoded values differ",
-        why="FIX (validation): int8 packed with float32 scale_factor 0.1 and add_offset 12.7; JSON "
-        "attributes carry no float32 type, so the product decodes in float64, and the validator "
-        "casts that to float32 to compare with the sources' float32 decoding: two roundings against "
-        "one differ by an ulp in exactly 11225 values (the raw values are identical)",
-    ),
+    # int8 packed with float32 scale_factor/add_offset: the product (JSON attributes, float64)
+    # decodes in float64, compared with the source decoded with the same values in float64
+    f"{CCI}19910916120000-ESACCI-L3C_GHRSST-SSTskin-AVHRR12_G-CDR2.1_night-v02.0-fv01.0.nc": EXACT,
     f"{CCI}20000302-ESACCI-L3C_AEROSOL-AER_PRODUCTS-ATSR2-ERS2-ADV_DAILY-v2.30.nc": EXACT,
     f"{CCI}ESACCI-OC-L3S-IOP-MERGED-1M_MONTHLY_4km_GEO_PML_OCx_QAA-200505-fv4.2.nc": EXACT,
     f"{CCI}ESACCI-OZONE-L3S-TC-MERGED-DLR_1M-20050501-fv0100.nc": EXACT,

@@ -96,3 +96,20 @@ def get_writer(kind: ProductKind | str, options: Any = None) -> Writer:
     module, _, attr = targets[str(kind)].partition(":")
     cls = getattr(importlib.import_module(module), attr)
     return cls() if options is None else cls.from_options(options)
+
+
+@functools.cache
+def xarray_engine(name: str) -> Any:
+    """The xarray backend registered as ``name`` (xarray's own, or a package's entry point),
+    loaded alone, to pass as ``engine=``. Asked for a name, xarray first imports and checks
+    every installed backend (h5netcdf, scipy, pydap, cfapyx, ...): over half a second of each
+    process that opens a product. The backend and what it returns are the same; an unknown
+    name is returned as it is, for xarray to report."""
+    from xarray.backends.plugins import BACKEND_ENTRYPOINTS
+
+    if name in BACKEND_ENTRYPOINTS:
+        return BACKEND_ENTRYPOINTS[name][1]
+    for ep in entry_points(group="xarray.backends"):
+        if ep.name == name:
+            return ep.load()
+    return name

@@ -32,7 +32,7 @@ from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, FragmentedVariable, decode_fill_value
 from ..references.read import read_aggregated
 from ..types import ProductKind
-from .base import ProductRecord
+from .base import ProductRecord, xarray_engine
 
 CF_VERSION = (1, 13)
 CONVENTIONS = "CF-1.13"
@@ -126,7 +126,7 @@ class CFAWriter:
         """Open with ``xarray.open_dataset(engine="padocc_cfa")``, as users do."""
         import xarray as xr
 
-        return xr.open_dataset(record.path, engine="padocc_cfa", **kwargs)
+        return xr.open_dataset(record.path, engine=xarray_engine("padocc_cfa"), **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, chunk_key, decode_fill_value
 from ..references.read import encode_chunk
 from ..types import ProductKind
-from .base import ProductRecord
+from .base import ProductRecord, xarray_engine
 
 JSON_BYTES_PER_REF = 110
 """Estimated bytes per chunk reference in the JSON layout (measured on CF archives)."""
@@ -206,4 +206,6 @@ class KerchunkWriter:
 
         storage_options = dict(kwargs.pop("storage_options", {}) or {})
         storage_options.setdefault("remote_protocol", "file")
-        return xr.open_dataset(record.path, engine="kerchunk", storage_options=storage_options, **kwargs)
+        return xr.open_dataset(
+            record.path, engine=xarray_engine("kerchunk"), storage_options=storage_options, **kwargs
+        )

@@ -48,7 +48,7 @@ from ..references.read import read_aggregated_region
 from ..storage import local_path_of
 from ..types import ProductKind
 from ..zarrstore.copy import JsonDoneRecord, execute_copy, plan_copy
-from .base import ProductRecord
+from .base import ProductRecord, xarray_engine
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class ZarrWriter:
 
         consolidated = record.layout.startswith("zarr2")
         path = f"zip::{record.path}" if record.layout.endswith("-zip") else record.path
-        return xr.open_dataset(path, engine="zarr", consolidated=consolidated, **kwargs)
+        return xr.open_dataset(path, engine=xarray_engine("zarr"), consolidated=consolidated, **kwargs)
 
 
 LAYOUTS = ("zarr2", "zarr3", "zarr2-zip", "zarr3-zip")

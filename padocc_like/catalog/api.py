@@ -27,6 +27,10 @@ from ..errors import CatalogError, CatalogPublishError
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 30.0
+SERVER_ERROR_RETRIES = 3
+"""Times a request that got a server error (5xx) is tried again."""
+RETRY_DELAY_S = 0.25
+"""The first wait before trying again; it doubles each time (0.25, 0.5, 1 s)."""
 
 
 class StacApiClient:
@@ -35,7 +39,9 @@ class StacApiClient:
     def __init__(self, config: StacApiConfig, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.url = config.url.rstrip("/")
-        names = [n for n in (config.auth.token_env, config.auth.client_id_env, config.auth.client_secret_env) if n]
+        names = [
+            n for n in (config.auth.token_env, config.auth.client_id_env, config.auth.client_secret_env) if n
+        ]
         self._env = {k: v for k, v in (env or {}).items() if k in names}
         self._token: tuple[str, float] | None = None  # (token, expiry on the monotonic clock)
         self._session: Any = None
@@ -75,9 +81,13 @@ class StacApiClient:
         client_id = self._need(auth.client_id_env, "the OAuth2 client id")
         secret = self._need(auth.client_secret_env, "the OAuth2 client secret")
         try:
-            resp = self._http().post(str(auth.token_url), data=data, auth=(client_id, secret), timeout=TIMEOUT_S)
+            resp = self._http().post(
+                str(auth.token_url), data=data, auth=(client_id, secret), timeout=TIMEOUT_S
+            )
         except Exception as err:
-            raise CatalogPublishError(f"OAuth2 token endpoint {auth.token_url} did not answer: {err}") from err
+            raise CatalogPublishError(
+                f"OAuth2 token endpoint {auth.token_url} did not answer: {err}"
+            ) from err
         if resp.status_code != 200:
             raise CatalogPublishError(
                 f"OAuth2 token endpoint {auth.token_url} refused the client credentials (HTTP {resp.status_code})"
@@ -95,14 +105,26 @@ class StacApiClient:
         return self._session
 
     def _request(self, method: str, path: str, body: Any = None, ok: Sequence[int] = (200, 201)) -> Any:
+        """One request; a server error (5xx) is tried again :data:`SERVER_ERROR_RETRIES` times
+        (pgstac answers 500 when two writers create a collection's partition at once). Every
+        request made here may be repeated: PUT and upserts replace, and a POST that had been
+        taken answers 409, which the callers handle."""
         url = f"{self.url}{path}"
         data = None if body is None else json.dumps(body, separators=(",", ":"), allow_nan=False)
-        try:
-            resp = self._http().request(method, url, data=data, headers=self._headers(), timeout=TIMEOUT_S)
-        except CatalogError:
-            raise
-        except Exception as err:
-            raise CatalogPublishError(f"STAC API {method} {url} failed: {type(err).__name__}: {err}") from err
+        for attempt in range(SERVER_ERROR_RETRIES + 1):
+            try:
+                resp = self._http().request(
+                    method, url, data=data, headers=self._headers(), timeout=TIMEOUT_S
+                )
+            except CatalogError:
+                raise
+            except Exception as err:
+                raise CatalogPublishError(
+                    f"STAC API {method} {url} failed: {type(err).__name__}: {err}"
+                ) from err
+            if resp.status_code < 500 or resp.status_code in ok or attempt == SERVER_ERROR_RETRIES:
+                break
+            time.sleep(RETRY_DELAY_S * 2**attempt)
         if resp.status_code not in ok:
             raise CatalogPublishError(
                 f"STAC API {method} {url} answered HTTP {resp.status_code}: {_detail(resp)}"
@@ -146,7 +168,11 @@ class StacApiClient:
         path = f"/collections/{quote(cid, safe='')}/items/{quote(iid, safe='')}"
         resp = self._request("PUT", path, _unlinked(item), ok=(200, 201, 204, 404))
         if resp.status_code == 404:
-            self._request("POST", f"/collections/{quote(cid, safe='')}/items", _unlinked(item))
+            made = self._request(
+                "POST", f"/collections/{quote(cid, safe='')}/items", _unlinked(item), ok=(200, 201, 409)
+            )
+            if made.status_code == 409:  # created meanwhile (or by a POST retried after a 5xx)
+                self._request("PUT", path, _unlinked(item), ok=(200, 201, 204))
         return self.item_url(cid, iid)
 
     def bulk_upsert(self, collection_id: str, items: Sequence[dict[str, Any]], batch: int = 500) -> list[str]:

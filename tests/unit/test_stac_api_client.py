@@ -25,6 +25,10 @@ class FakeApi(BaseHTTPRequestHandler):
     items: dict[tuple[str, str], dict] = {}
     log: list[tuple[str, str, str | None]] = []
     tokens_issued = 0
+    failures: dict[tuple[str, str], int] = {}
+    """(method, path) -> how many more times to answer 500 (after doing the work when
+    ``apply_before_failing``, as a server that fails after committing)."""
+    apply_before_failing = False
 
     def log_message(self, *args: object) -> None:
         pass
@@ -45,6 +49,11 @@ class FakeApi(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         body = self._body()
         type(self).log.append((method, self.path, self.headers.get("Authorization")))
+        if self.failures.get((method, self.path), 0) > 0:
+            self.failures[(method, self.path)] -= 1
+            if self.apply_before_failing and method == "POST" and self.path.endswith("/items"):
+                self.items[(self.path.split("/")[2], body["id"])] = body
+            return self._send(500, {"detail": "could not serialize access"})
         if self.path == "/token":
             expected = "Basic " + base64.b64encode(f"cid:{SECRET}".encode()).decode()
             if self.headers.get("Authorization") != expected or "grant_type=client_credentials" not in body:
@@ -63,7 +72,11 @@ class FakeApi(BaseHTTPRequestHandler):
             return self._send(201, body)
         if len(parts) == 2:
             if method == "GET":
-                return self._send(200, self.collections[parts[1]]) if parts[1] in self.collections else self._send(404)
+                return (
+                    self._send(200, self.collections[parts[1]])
+                    if parts[1] in self.collections
+                    else self._send(404)
+                )
             if method == "PUT":
                 self.collections[parts[1]] = body
                 return self._send(200, body)
@@ -96,6 +109,7 @@ class FakeApi(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_api():
     FakeApi.collections, FakeApi.items, FakeApi.log, FakeApi.tokens_issued = {}, {}, [], 0
+    FakeApi.failures, FakeApi.apply_before_failing = {}, False
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -110,12 +124,22 @@ def oauth2(url: str) -> StacApiConfig:
     return StacApiConfig.model_validate(
         {
             "url": url,
-            "auth": {"type": "oauth2", "token_url": f"{url}/token", "client_id_env": "CID", "client_secret_env": "CS"},
+            "auth": {
+                "type": "oauth2",
+                "token_url": f"{url}/token",
+                "client_id_env": "CID",
+                "client_secret_env": "CS",
+            },
         }
     )
 
 
-ITEM = {"type": "Feature", "id": "p1", "collection": "c1", "links": [{"rel": "self", "href": "/local/item.json"}]}
+ITEM = {
+    "type": "Feature",
+    "id": "p1",
+    "collection": "c1",
+    "links": [{"rel": "self", "href": "/local/item.json"}],
+}
 
 
 def test_oauth2_client_credentials_then_put_or_post(fake_api):
@@ -170,5 +194,43 @@ def test_auth_config_errors(auth, message):
 
 def test_an_api_that_does_not_answer_is_an_error():
     client = StacApiClient(StacApiConfig(url="http://127.0.0.1:9"))
-    with pytest.raises(CatalogPublishError, match=re.escape("STAC API GET http://127.0.0.1:9/collections/c failed")):
+    with pytest.raises(
+        CatalogPublishError, match=re.escape("STAC API GET http://127.0.0.1:9/collections/c failed")
+    ):
         client.has_collection("c")
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_server_errors_are_tried_again(fake_api, monkeypatch, committed):
+    """pgstac answers 500 when two writers create a new collection's partition at once: the
+    request is tried again; a POST the server had taken before failing answers 409 on the
+    retry, and the item is then replaced."""
+    from padocc_like.catalog import api as api_module
+
+    monkeypatch.setattr(api_module, "RETRY_DELAY_S", 0.0)
+    client = StacApiClient(oauth2(fake_api), env={"CID": "cid", "CS": SECRET})
+    client.ensure_collection({"id": "c1", "links": []})
+    FakeApi.failures[("POST", "/collections/c1/items")] = 1
+    FakeApi.apply_before_failing = committed
+    assert client.put_item({**ITEM, "properties": {"v": 1}}).endswith("/collections/c1/items/p1")
+    assert FakeApi.items[("c1", "p1")]["properties"] == {"v": 1}
+    methods = [(m, p) for m, p, _ in FakeApi.log if p.startswith("/collections/c1/items")]
+    expected = [
+        ("PUT", "/collections/c1/items/p1"),
+        ("POST", "/collections/c1/items"),
+        ("POST", "/collections/c1/items"),
+    ]
+    assert methods == expected + ([("PUT", "/collections/c1/items/p1")] if committed else [])
+
+
+def test_a_server_error_that_persists_is_an_error(fake_api, monkeypatch):
+    from padocc_like.catalog import api as api_module
+
+    monkeypatch.setattr(api_module, "RETRY_DELAY_S", 0.0)
+    client = StacApiClient(oauth2(fake_api), env={"CID": "cid", "CS": SECRET})
+    client.ensure_collection({"id": "c1", "links": []})
+    FakeApi.failures[("POST", "/collections/c1/items")] = 99
+    with pytest.raises(CatalogPublishError, match=r"POST .*/collections/c1/items answered HTTP 500"):
+        client.put_item(ITEM)
+    posts = [p for m, p, _ in FakeApi.log if m == "POST" and p == "/collections/c1/items"]
+    assert len(posts) == 1 + api_module.SERVER_ERROR_RETRIES

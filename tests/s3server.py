@@ -252,6 +252,11 @@ class SeaweedServer:
                         c.get_object(Bucket=b, Key=listed[0]["Key"], Range="bytes=0-0")["Body"].read()
                     break
                 except (ClientError, EndpointConnectionError):
+                    if self.proc is not None and self.proc.poll() is not None:
+                        raise RuntimeError(
+                            f"SeaweedFS exited with {self.proc.returncode} while starting; "
+                            f"log tail:\n{self.log_tail()}"
+                        ) from None
                     if time.monotonic() > deadline:
                         raise
                 time.sleep(0.05)

@@ -38,7 +38,9 @@ def choose_asset(item: Mapping[str, Any], asset: str | None = None) -> tuple[str
     for key in ASSET_PREFERENCE:
         if key in assets:
             return key, dict(assets[key])
-    raise CatalogError(f"item {item.get('id')!r} has no product asset (looked for {', '.join(ASSET_PREFERENCE)})")
+    raise CatalogError(
+        f"item {item.get('id')!r} has no product asset (looked for {', '.join(ASSET_PREFERENCE)})"
+    )
 
 
 def open_item(item: str | Path | Mapping[str, Any], asset: str | None = None, **kwargs: Any) -> Any:

@@ -213,7 +213,9 @@ def resolve_project(
     )
 
 
-def _schema_dir(group: GroupConfig, profile: ProfileConfig, base_dir: Path, profile_dir: Path | None) -> str | None:
+def _schema_dir(
+    group: GroupConfig, profile: ProfileConfig, base_dir: Path, profile_dir: Path | None
+) -> str | None:
     """The STAC schema directory: the group's (relative to the group file), else the profile's
     (relative to the profile file); it must exist."""
     if group.stac_schema_dir:

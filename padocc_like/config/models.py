@@ -397,9 +397,13 @@ class StacAuth(_Model):
     @model_validator(mode="after")
     def _complete(self) -> StacAuth:
         if self.type == "bearer" and not self.token_env:
-            raise ValueError("stac_api.auth: type 'bearer' needs 'token_env' (the variable holding the token)")
+            raise ValueError(
+                "stac_api.auth: type 'bearer' needs 'token_env' (the variable holding the token)"
+            )
         if self.type == "oauth2" and not (self.token_url and self.client_id_env and self.client_secret_env):
-            raise ValueError("stac_api.auth: type 'oauth2' needs 'token_url', 'client_id_env' and 'client_secret_env'")
+            raise ValueError(
+                "stac_api.auth: type 'oauth2' needs 'token_url', 'client_id_env' and 'client_secret_env'"
+            )
         return self
 
 

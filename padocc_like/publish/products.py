@@ -64,11 +64,15 @@ def upload(storage: Storage, store: str, local: Path, key: str) -> dict[str, Any
     with store_errors(url):
         remove_partial(fs, path)
         record = copy_product(local, fs, path)
-    log.info("uploaded %s to %s (%d objects, %d bytes)", local.name, url, len(record.objects), record.total_bytes)
+    log.info(
+        "uploaded %s to %s (%d objects, %d bytes)", local.name, url, len(record.objects), record.total_bytes
+    )
     return {"store": store, **summary(record), "url": url}
 
 
-def product_storage_options(storage: Storage, source_urls: list[str], product_store: str | None) -> dict[str, Any]:
+def product_storage_options(
+    storage: Storage, source_urls: list[str], product_store: str | None
+) -> dict[str, Any]:
     """The kerchunk engine's ``storage_options`` a consumer needs for a product whose
     references point at ``source_urls`` and which lives in ``product_store`` (public
     settings only: endpoints and ``anon``; never credentials)."""

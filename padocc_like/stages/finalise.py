@@ -44,7 +44,9 @@ def finalise_stage(
     urls = [e["url"] for e in read_json(paths.manifest)["files"]]
     for p in products:
         staging = paths.products / "publish" / f"r{p['revision']}"
-        p["published"] = publish(storage.active(), project.publish, p, urls, staging, project.group, project.id)
+        p["published"] = publish(
+            storage.active(), project.publish, p, urls, staging, project.group, project.id
+        )
     reset_downstream(state, Phase.FINALISE)
     save_state(paths, state)
     parts = [f"{p['kind']} r{p['revision']} -> {p['published']['url']}" for p in products]

@@ -145,7 +145,9 @@ def test_a_missing_variable_is_named() -> None:
 
 def test_credentials_file_and_anonymous(tmp_path: Path) -> None:
     creds = tmp_path / "credentials"
-    creds.write_text("[default]\naws_access_key_id = A\naws_secret_access_key = B\n[ceda]\naws_access_key_id = C\n")
+    creds.write_text(
+        "[default]\naws_access_key_id = A\naws_secret_access_key = B\n[ceda]\naws_access_key_id = C\n"
+    )
     st_ = storage.Storage(
         {
             "f": s3(credentials={"source": "file", "path": str(creds)}),

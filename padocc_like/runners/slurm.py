@@ -668,9 +668,10 @@ def _fail_killed(paths: ProjectPaths, phase: Phase, job: Mapping[str, Any]) -> N
                 return  # the task failed before the phase began: its log says why
             # the process died inside the phase without recording why: a native crash
             last = trace.last_opened(paths.root)
-            err: Exception = WorkerCrashedError(
+            err = WorkerCrashedError(
                 f"SLURM task {job['array_task']} died while {phase} was running (exit code "
-                f"{job.get('exit_code', '?')}): a crash in a native library (HDF5, netCDF-C)"
+                f"{job.get('exit_code', '?')}): a crash in a native library (HDF5, netCDF-C) or the "
+                "process being killed"
                 + (f"; the last source file it opened: {last}" if last else "")
                 + f"; log: {record.get('log', '-')}"
             )

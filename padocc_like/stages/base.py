@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,12 +255,14 @@ def crashed_worker(
                 + (f"; the last source file it opened: {last}" if last else "")
                 + f"; log: {record.get('log', '-')}"
             )
-            t0 = time.perf_counter()
+            started = record.get("started") or utc_now()
+            ran = datetime.now(UTC) - datetime.strptime(started, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            t0 = time.perf_counter() - max(0.0, ran.total_seconds())  # the phase's time until it died
             return _finish_failed(
                 paths,
                 state,
                 phase,
-                record.get("started", utc_now()),
+                started,
                 t0,
                 err.to_dict(),
                 paths.root / record["log"],

@@ -97,6 +97,8 @@ def test_a_segfault_fails_its_project_and_the_group_goes_on(tmp_path, archive, w
     assert rows["p-c"]["state"] == "failed" and rows["p-c"]["error_kind"] == "worker-crashed"
     assert {rows[p]["state"] for p in ("p-a", "p-b", "p-d")} == {"done"}
     assert (tmp_path / "w" / "projects" / "p-c" / FILE_NAME).read_text().strip() == str(victim)
+    scan = json.loads((tmp_path / "w" / "projects" / "p-c" / "state.json").read_text())["phases"]["scan"]
+    assert scan["status"] == "failed" and 0 < scan["duration_s"] < 120  # its time until it died
 
     # without the crash (the file is fine), a rerun completes the project
     rerun = subprocess.run(

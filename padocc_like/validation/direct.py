@@ -9,7 +9,10 @@ opened the product, and nothing of its own making: zarr's parsed array metadata 
 chunk grid, dtype, fill value, order), its chunk-key encoding, its numcodecs filter and
 compressor objects applied in zarr's order (as ``zarr.codecs._v2.V2Codec`` does), and
 fsspec's reference resolution (``ReferenceFileSystem._cat_common``). Only the loop is
-ours. The caller reads every array's first slab through zarr as well and uses this path
+ours, and one substitution: zlib chunks are inflated by zlib-ng when it is installed
+(:func:`inflater`), two to three times faster than the standard library's zlib, which
+numcodecs uses. Both decode the same DEFLATE stream and check its Adler-32 checksum, so
+the bytes out are the same. The caller reads every array's first slab through zarr as well and uses this path
 only if both are identical, so a difference between this loop and zarr means a fall back
 to zarr, never a wrong verdict.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,30 @@ def _zarr_array(variable: Any) -> Any:
             return data
         data = getattr(data, "array", None) if hasattr(data, "array") else getattr(data, "_array", None)
     return None
+
+
+def inflater() -> Callable[[Any], bytes] | None:
+    """zlib-ng's ``decompress`` (the ``zlib-ng`` package), or None when it is not installed."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return None
+    return zlib_ng.decompress
+
+
+def decode_step(codec: Any, inflate: Callable[[Any], bytes] | None) -> Callable[..., Any]:
+    """``codec.decode``, with numcodecs' zlib codec inflating through ``inflate`` if given."""
+    from numcodecs.zlib import Zlib
+
+    if inflate is None or type(codec) is not Zlib:
+        return codec.decode
+    from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
+
+    def decode(buf: Any, out: Any = None) -> Any:  # numcodecs.zlib.Zlib.decode, faster inflate
+        dec = inflate(ensure_contiguous_ndarray(buf))
+        return ndarray_copy(dec, None if out is None else ensure_contiguous_ndarray(out))
+
+    return decode
 
 
 class NotLocalError(Exception):
@@ -99,6 +126,11 @@ class DirectArray:
         self.fill = np.asarray(fill, dtype=self.dtype)
         self.codecs = [c for c in (*(meta.filters or ()),) if c is not None]
         self.compressor = meta.compressor
+        inflate = inflater()
+        self.steps = [decode_step(c, inflate) for c in (self.compressor,) if c] + [
+            decode_step(c, inflate) for c in reversed(self.codecs)
+        ]
+        """The decoding steps, in zarr's order: the compressor, then the filters last first."""
         self.out_dtype = self.dtype
         """The type :meth:`read` returns (the caller may ask for the other byte order)."""
 
@@ -120,13 +152,13 @@ class DirectArray:
         chunk's shape) when given, as numcodecs' ``decode(buf, out)`` allows."""
         from numcodecs.compat import ensure_ndarray_like
 
-        steps = [c for c in (self.compressor,) if c] + list(reversed(self.codecs))
+        steps = self.steps
         chunk: Any = raw
-        for i, codec in enumerate(steps):
+        for i, decode in enumerate(steps):
             if into is not None and i == len(steps) - 1:
-                codec.decode(chunk, out=into.reshape(-1))
+                decode(chunk, out=into.reshape(-1))
                 return into
-            chunk = codec.decode(chunk)
+            chunk = decode(chunk)
         chunk = ensure_ndarray_like(chunk).view(self.dtype)
         chunk = chunk.reshape(-1, order="A").reshape(self.chunks, order="C")
         if into is not None:

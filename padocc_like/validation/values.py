@@ -8,9 +8,11 @@ axis (bounded memory):
   codecs (:mod:`.direct`, checked against zarr's read of each variable's first slab), or
   through zarr itself (xarray's asynchronous loading, run in this thread) where that does
   not apply;
-* the source's raw stored values independently of our scanners and references: with h5py
-  for the numeric variables of netCDF-4/HDF5 files, with netCDF4-python (mask, scale and
-  character conversion off) for everything else. The source's structure, attributes and
+* the source's raw stored values independently of our scanners and references: for the
+  numeric variables of netCDF-4/HDF5 files, chunk by chunk from libhdf5's own chunk index
+  and filter pipeline as h5py reports them, inflated by zlib-ng (:mod:`.source_chunks`,
+  checked against h5py's read of each variable's first slab), or with h5py itself; with
+  netCDF4-python (mask, scale and character conversion off) for everything else. The source's structure, attributes and
   coordinates always come from netCDF4-python and xarray's ``netcdf4`` engine.
 
 The decoded values of each side are then derived from its raw values with xarray's CF
@@ -52,6 +54,7 @@ from .compare import (
 from .direct import CachedStoreArray, ChunkCache, DirectArray, NotLocalError, cached_store_array, direct_array
 from .direct import OpenFiles as DirectFiles
 from .report import Finding, Severity
+from .source_chunks import SourceChunks, source_chunks
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,8 @@ class ProductSide:
         self._alike: dict[tuple[str, str, str], bool] = {}
         self._parts: dict[str, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._cached = 0
+        self.source_checks: dict[str, bool] = {}
+        """What the sources' chunk-by-chunk reads proved in this process (:class:`_Source`)."""
         try:
             asyncio.get_running_loop()
             self._async = False  # inside someone's event loop: read synchronously
@@ -466,19 +471,24 @@ def compare_block(task: ValueTask, jobs: list[FileJob]) -> list[FileResult]:
 
 
 class _Source:
-    """One source file's raw stored values: read with h5py where netCDF4-python and h5py see
-    the same numeric dataset (a netCDF-4/HDF5 file), otherwise with netCDF4-python (mask,
-    scale and character conversion off, as xarray's netcdf4 engine reads before decoding)."""
+    """One source file's raw stored values: read through h5py where netCDF4-python and h5py
+    see the same numeric dataset (a netCDF-4/HDF5 file; deflated chunks through
+    :mod:`.source_chunks`), otherwise with netCDF4-python (mask, scale and character
+    conversion off, as xarray's netcdf4 engine reads before decoding)."""
 
     H5_KINDS = "iufc"
 
-    def __init__(self, url: str, meta: dict[str, VarMeta]) -> None:
+    def __init__(self, url: str, meta: dict[str, VarMeta], checks: dict[str, bool] | None = None) -> None:
         import h5py
 
         self.url, self.meta = url, meta
+        self.checks = checks if checks is not None else {}
+        """Per variable, whether :mod:`.source_chunks` read its first slab in this process
+        exactly as h5py did (shared by the files of a validation run)."""
         self._nc: Any = None
         self._h5: Any = None
         self._datasets: dict[str, Any] = {}
+        self._chunked: dict[str, SourceChunks | None] = {}
         self.path = local_path_of(url)
         try:
             self._h5 = h5py.File(self.path, "r") if h5py.is_hdf5(self.path) else None
@@ -520,6 +530,9 @@ class _Source:
     def read(self, name: str, key: tuple[Any, ...]) -> np.ndarray:
         ds = self._dataset(name)
         if ds is not None:
+            data = self._read_chunks(name, ds, key) if key else None
+            if data is not None:
+                return data
             try:
                 return np.asarray(ds[key] if key else ds[()])
             except Exception:  # e.g. a filter h5py lacks: netCDF4 decides
@@ -527,7 +540,40 @@ class _Source:
         var = self.nc().variables[name]
         return np.asarray(var[key] if var.ndim else var[...])
 
+    def _read_chunks(self, name: str, ds: Any, key: tuple[Any, ...]) -> np.ndarray | None:
+        """``ds[key]`` through :mod:`.source_chunks`, or None (then h5py reads it)."""
+        if self.checks.get(name) is False:
+            return None
+        if name not in self._chunked:
+            try:
+                self._chunked[name] = source_chunks(ds, self.path)
+            except Exception:
+                self._chunked[name] = None
+        chunked = self._chunked[name]
+        if chunked is None:
+            return None
+        try:
+            data = chunked.read(key)
+        except Exception:  # h5py reads it: its values, or its error
+            chunked.close()
+            self._chunked[name] = None
+            return None
+        if name not in self.checks:
+            ref = np.asarray(ds[key])
+            self.checks[name] = (
+                ref.dtype == data.dtype and ref.shape == data.shape and ref.tobytes() == data.tobytes()
+            )
+            if not self.checks[name]:
+                log.warning(
+                    "%s: chunk-by-chunk reads of the sources differ from h5py's; reading through h5py", name
+                )
+                return ref
+        return data
+
     def close(self) -> None:
+        for chunked in self._chunked.values():
+            if chunked is not None:
+                chunked.close()
         for f in (self._h5, self._nc):
             if f is not None:
                 f.close()
@@ -543,7 +589,7 @@ def compare_file(
     """Raw (bitwise) and decoded (NaN-aware) comparison of one file with its slice of the
     product: every variable, or ``names``, added to ``into`` when given."""
     result = into if into is not None else FileResult()
-    src = _Source(job.url, job.meta)
+    src = _Source(job.url, job.meta, product.source_checks)
     try:
         specs = job.specs
         if src._h5 is None or specs is None:

@@ -228,17 +228,19 @@ def rewrite_kerchunk_parquet(src_dir: Path, dst_dir: Path, mapping: UrlMapping) 
     every ``refs.N.parq`` file mapped.
 
     Rows without a path (inline or missing chunks) stay null. The record files are written
-    as :mod:`padocc_like.writers.kerchunk` writes them (fastparquet, zstd, one row group,
-    ``path`` as nullable UTF-8, ``raw`` as nullable bytes), so fsspec's
+    as :mod:`padocc_like.writers.kerchunk` writes them
+    (:func:`~padocc_like.writers.kerchunk.write_reference_record`), so fsspec's
     ``LazyReferenceMapper`` reads them; ``.zmetadata`` and any other file are copied
     unchanged. The directory is built under a temporary name and renamed into place.
     """
     try:
         import numpy as np
-        import pandas as pd
         import pyarrow.parquet as pq
     except ImportError as err:  # pragma: no cover - depends on extras
-        raise PublishError("rewriting Parquet references needs pyarrow, fastparquet and pandas") from err
+        raise PublishError("rewriting Parquet references needs pyarrow") from err
+
+    from ..writers.kerchunk import write_reference_record
+
     if not (src_dir / ".zmetadata").is_file():
         raise PublishError(f"{src_dir}: not a Parquet reference directory (no .zmetadata)")
     count = _Counter(mapping)
@@ -251,24 +253,13 @@ def rewrite_kerchunk_parquet(src_dir: Path, dst_dir: Path, mapping: UrlMapping) 
                 shutil.copyfile(path, out)
                 continue
             table = pq.read_table(path)  # read and closed (fastparquet's reader keeps the file open)
-            columns: dict[str, Any] = {}
-            for name in table.column_names:
-                column = table.column(name)
-                if name == "path":
-                    paths = column.to_pylist()
-                    columns[name] = np.asarray([None if u is None else count(u) for u in paths], dtype=object)
-                elif name == "raw":
-                    columns[name] = np.asarray(column.to_pylist(), dtype=object)
-                else:
-                    columns[name] = column.to_numpy()
-            pd.DataFrame(columns).to_parquet(
+            paths = table.column("path").to_pylist()
+            write_reference_record(
                 out,
-                engine="fastparquet",
-                compression="zstd",
-                index=False,
-                stats=False,
-                object_encoding={"raw": "bytes", "path": "utf8"},
-                has_nulls=["path", "raw"],
+                [None if u is None else count(u) for u in paths],
+                table.column("offset").to_numpy(),
+                table.column("size").to_numpy(),
+                np.asarray(table.column("raw").to_pylist(), dtype=object),
             )
     return count.summary()
 

@@ -609,6 +609,8 @@ def _merge_global_attrs(scans: Sequence[FileScan]) -> tuple[dict[str, Any], list
     keys = sorted({k for attrs in others for k in attrs})
     for k in keys:
         vals = [attrs.get(k, _ABSENT) for attrs in others]
+        if vals[0] is not _ABSENT and vals.count(vals[0]) == len(vals):
+            continue  # all equal at C speed (attributes are JSON values: == implies _same)
         if all(v is not _ABSENT and _same(v, vals[0]) for v in vals):
             continue
         n_diff = sum(1 for v in vals if v is _ABSENT or not _same(v, vals[0]))
@@ -690,6 +692,8 @@ def _merge_var_attrs(
     keys = sorted({k for v in others for k in v.attrs} - set(PACKING_ATTRS))
     for k in keys:
         vals = [v.attrs.get(k, _ABSENT) for v in others]
+        if vals[0] is not _ABSENT and vals.count(vals[0]) == len(vals):
+            continue  # as in _merge_global_attrs
         if all(v is not _ABSENT and _same(v, vals[0]) for v in vals):
             continue
         if vals[0] is _ABSENT:

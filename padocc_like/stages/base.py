@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, trace
+from .._gc import thaw
 from .._io import canonical_json, disk_full_error, is_disk_full, sha256_text, utc_now
 from ..config.models import ResolvedProject
 from ..errors import ErrorKind, PadoccLikeError, PhaseOrderError, StateLockedError, WorkerCrashedError
@@ -199,6 +200,7 @@ def run_phase(
             }
             return _finish_failed(paths, state, phase, started, t0, info, log_path)
         finally:
+            thaw()  # what the stage set aside from the collector (its scans are released now)
             logging.getLogger("padocc_like").removeHandler(handler)
             with contextlib.suppress(OSError):  # a full disk fails the last flush of the log
                 handler.close()

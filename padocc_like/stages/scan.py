@@ -272,7 +272,7 @@ def scan_stage(
     sampled = len(chosen) < len(entries)
     t0 = time.perf_counter()
     io = IOCounter()
-    with gc_paused():
+    with gc_paused(freeze=True):
         scans = scan_entries(
             chosen, project.inline_threshold, paths.file_cache, ctx.workers, io, label=f"scan {project.id}"
         )

@@ -39,6 +39,66 @@ def fill_chunk(var: AggVariable) -> bytes:
     return encode_chunk(block.tobytes(), var.filters)
 
 
+_PANDAS_METADATA = json.dumps(
+    {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [
+            {"name": n, "field_name": n, "pandas_type": p, "numpy_type": t, "metadata": None}
+            for n, p, t in (
+                ("path", "unicode", "object"),
+                ("offset", "int64", "int64"),
+                ("size", "int64", "int64"),
+                ("raw", "bytes", "object"),
+            )
+        ],
+        "creator": {"library": "padocc-like"},
+    },
+    sort_keys=True,
+).encode()
+"""pandas' description of a record file's columns: without it fastparquet (fsspec's default
+reader) gives ``offset`` and ``size`` back as nullable ``Int64`` instead of ``int64``."""
+
+
+def write_reference_record(
+    path: Path, urls: Any, offsets: np.ndarray, sizes: np.ndarray, raw: np.ndarray
+) -> None:
+    """One record file of fsspec's lazy reference layout, with Arrow: columns ``path``
+    (nullable UTF-8, an Arrow array or a sequence of str/None), ``offset`` and ``size``
+    (int64), ``raw`` (nullable bytes); zstd, one row group, no statistics. fsspec's
+    ``LazyReferenceMapper`` reads it with fastparquet (its default) or pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            pa.field("path", pa.string()),
+            pa.field("offset", pa.int64(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("raw", pa.binary()),
+        ],
+        metadata={b"pandas": _PANDAS_METADATA},  # the column types pandas readers give back
+    )
+    table = pa.table(
+        [
+            urls if isinstance(urls, pa.Array) else pa.array(list(urls), type=pa.string()),
+            pa.array(np.asarray(offsets, dtype="int64")),
+            pa.array(np.asarray(sizes, dtype="int64")),
+            pa.array(list(raw), type=pa.binary()),
+        ],
+        schema=schema,
+    )
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        use_dictionary=["path"],
+        write_statistics=False,
+        row_group_size=max(1, len(table)),
+        store_schema=True,
+    )
+
+
 def aggregate_to_refs(aggregate: Aggregate) -> dict[str, Any]:
     """The ``refs`` mapping of a Kerchunk v1 product."""
     refs: dict[str, Any] = {
@@ -143,17 +203,17 @@ class KerchunkWriter:
 
         Each variable's references go, in C order of its chunk grid, into record
         files of ``record_size`` rows (columns ``path``, ``offset``, ``size``,
-        ``raw``), built column-wise with numpy: no Python object per reference,
-        so millions of references fit in bounded memory.
+        ``raw``), built column-wise with numpy and Arrow (:func:`write_reference_record`):
+        no Python object per reference, so millions of references fit in bounded memory.
         """
         try:
-            import pandas as pd
+            import pyarrow as pa
         except ImportError as err:  # pragma: no cover - depends on extras
             raise ProductError(
-                "Parquet references need the 'parquet' extra (fsspec, pandas, fastparquet)"
+                "Parquet references need the 'parquet' extra (fsspec, pyarrow, fastparquet)"
             ) from err
         metadata: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": aggregate.attrs}
-        urls = np.asarray([*aggregate.urls, None], dtype=object)  # index -1 -> None
+        urls = pa.array(list(aggregate.urls), type=pa.string())
         rs = self.record_size
         with atomic_directory(target) as tmp:
             for name in sorted(aggregate.variables):
@@ -170,7 +230,9 @@ class KerchunkWriter:
                     valid = rows < hi
                     idx = np.where(valid, rows, 0)
                     stored = valid & (var.url_index[idx] >= 0)
-                    path = urls[np.where(stored, var.url_index[idx], -1)]
+                    path = pa.DictionaryArray.from_arrays(
+                        pa.array(np.where(stored, var.url_index[idx], 0).astype("int32"), mask=~stored), urls
+                    ).cast(pa.string())
                     raw = np.full(rs, None, dtype=object)
                     for flat, data in var.inline.items():
                         if lo <= flat < hi:
@@ -180,22 +242,12 @@ class KerchunkWriter:
                     missing = valid & ~stored & np.equal(raw, None)
                     if missing.any():
                         raw[missing] = [fill_chunk(var)] * int(missing.sum())
-                    frame = pd.DataFrame(
-                        {
-                            "path": path,
-                            "offset": np.where(stored, var.offsets[idx], 0).astype("int64"),
-                            "size": np.where(stored, var.lengths[idx], 0).astype("int64"),
-                            "raw": raw,
-                        }
-                    )
-                    frame.to_parquet(
+                    write_reference_record(
                         tmp / name / f"refs.{record}.parq",
-                        engine="fastparquet",
-                        compression="zstd",
-                        index=False,
-                        stats=False,
-                        object_encoding={"raw": "bytes", "path": "utf8"},
-                        has_nulls=["path", "raw"],
+                        path,
+                        np.where(stored, var.offsets[idx], 0).astype("int64"),
+                        np.where(stored, var.lengths[idx], 0).astype("int64"),
+                        raw,
                     )
             body = {"metadata": metadata, "record_size": rs}
             (tmp / ".zmetadata").write_text(json.dumps(body, sort_keys=True, allow_nan=True))

@@ -1,7 +1,8 @@
 """Scaling of padocc-like's reference generation with the number of files.
 
 Runs init + scan + compute on the first N files of one archive for several N (each in a fresh
-child process, with 1 and 2 workers), and reports time per file, peak RSS and the product.
+child process, with 1 and 2 workers, ``--repeat`` times interleaved), and reports time per
+file (the median run), peak RSS and the product.
 Linear scaling shows as a flat time per file; the RSS column is the whole child's peak.
 
     .venv/bin/python bench/bench_scale.py --data-dir bench/data/n10000_t30_45x90 \\
@@ -74,6 +75,12 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--layout", default="parquet", choices=["auto", "json", "parquet"])
     ap.add_argument("--out-dir", default=str(HERE / "out" / "scale"))
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each (files, workers), interleaved; the median is shown",
+    )
     ap.add_argument("--_child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
@@ -91,47 +98,58 @@ def main() -> int:
             while block := f.read(1 << 22):
                 total += len(block)
     print(f"page cache warmed: {len(files)} files, {total / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s")
+    runs: dict[tuple[int, int], list[dict]] = {}
+    for rep in range(1, args.repeat + 1):
+        for n in [int(c) for c in args.counts.split(",")]:
+            for w in [int(c) for c in args.workers.split(",")]:
+                t0 = time.perf_counter()
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--data-dir",
+                        args.data_dir,
+                        "--layout",
+                        args.layout,
+                        "--out-dir",
+                        str(out / "runs"),
+                        "--_child",
+                        str(n),
+                        str(w),
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                wall = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    return 1
+                run = json.loads(proc.stdout.strip().splitlines()[-1])
+                run["wall_s"] = wall
+                run["ms_per_file"] = 1000 * (run["phases_s"]["scan"] + run["phases_s"]["compute"]) / n
+                runs.setdefault((n, w), []).append(run)
+                print(
+                    f"[{rep}/{args.repeat}] {n} files, {w} worker(s): {run['ms_per_file']:.2f} ms/file, "
+                    f"wall {wall:.1f} s, {run['maxrss_mib']:.0f} MiB, {run['product']['layout']}",
+                    flush=True,
+                )
     rows = []
-    for n in [int(c) for c in args.counts.split(",")]:
-        for w in [int(c) for c in args.workers.split(",")]:
-            t0 = time.perf_counter()
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--data-dir",
-                    args.data_dir,
-                    "--layout",
-                    args.layout,
-                    "--out-dir",
-                    str(out / "runs"),
-                    "--_child",
-                    str(n),
-                    str(w),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return 1
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            row["wall_s"] = wall
-            row["ms_per_file"] = 1000 * (row["phases_s"]["scan"] + row["phases_s"]["compute"]) / n
-            rows.append(row)
-            print(
-                f"{n} files, {w} worker(s): {row['ms_per_file']:.2f} ms/file, wall {wall:.1f} s, "
-                f"{row['maxrss_mib']:.0f} MiB, {row['product']['layout']}",
-                flush=True,
-            )
+    for these in runs.values():  # the median run of each (files, workers), in run order
+        ranked = sorted(these, key=lambda r: r["ms_per_file"])
+        row = dict(ranked[(len(ranked) - 1) // 2])
+        row["repeats"] = len(these)
+        row["ms_per_file_runs"] = [r["ms_per_file"] for r in these]
+        row["maxrss_mib"] = max(r["maxrss_mib"] for r in these)
+        rows.append(row)
     base = {r["files"]: r for r in rows if r["workers"] == 1}
     lines = [
         f"# Scaling: first N files of `{args.data_dir}`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; load average {os.getloadavg()[0]:.2f} at the end. Layout `{args.layout}`. "
-        "Page cache warmed first (every file read once). Each row is a fresh child process.",
+        "Page cache warmed first (every file read once). Each run is a fresh child process; "
+        f"{args.repeat} interleaved run(s) of each row, the median shown with the range of ms/file in brackets "
+        "and the largest peak RSS.",
         "",
         "| files | workers | scan s | compute s | ms/file (scan + compute) | speed-up vs 1 worker | child wall s | peak RSS MiB | product | references |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -141,7 +159,8 @@ def main() -> int:
         speed = (b["ms_per_file"] / r["ms_per_file"]) if b else float("nan")
         lines.append(
             f"| {r['files']:,} | {r['workers']} | {r['phases_s']['scan']:.2f} | {r['phases_s']['compute']:.2f} "
-            f"| {r['ms_per_file']:.2f} | {speed:.2f}x | {r['wall_s']:.1f} | {r['maxrss_mib']:.0f} "
+            f"| {r['ms_per_file']:.2f} [{min(r['ms_per_file_runs']):.2f}-{max(r['ms_per_file_runs']):.2f}] "
+            f"| {speed:.2f}x | {r['wall_s']:.1f} | {r['maxrss_mib']:.0f} "
             f"| {r['product']['layout']}, {r['product']['size'] / 1e6:.1f} MB | {r['product']['n_refs']:,} |"
         )
     (out / "results.json").write_text(json.dumps(rows, indent=1))

@@ -38,11 +38,15 @@ REPO = HERE.parent
 PY = sys.executable
 
 
-def run(cmd: list[str], log: Path) -> None:
+def run(cmd: list[str], log: Path, results: Path | None = None, ok: tuple[int, ...] = (0,)) -> None:
+    """Run one benchmark; ``results`` (its results file) is removed first, so a failed run can
+    never leave an earlier run's numbers to be checked."""
     print(f"$ {' '.join(cmd)}", flush=True)
+    if results is not None:
+        results.unlink(missing_ok=True)
     with log.open("w") as out:
         code = subprocess.call(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    if code not in (0, 1):  # bench_refs exits 1 when a check fails: the targets say so
+    if code not in ok or (results is not None and not results.is_file()):
         raise SystemExit(f"{cmd[1]} failed with exit code {code}; see {log}")
 
 
@@ -194,12 +198,14 @@ def targets(
             f"{open_s:.3f} s; `open_mfdataset` {reads['open_mfdataset']['open_s']:.2f} s",
         )
     )
-    ro, rk = reads["ours"]["read_s"], reads["kerchunk"]["read_s"]
+    # the same bytes read the same way: noise only adds time, so the best of the interleaved repeats
+    ro, rk = (min(reads[t].get("read_range") or [reads[t]["read_s"]]) for t in ("ours", "kerchunk"))
     rows.append(
         (
             "reading through ours no slower than kerchunk's product",
             ro <= rk * 1.05,
-            f"all of `tas`: {ro:.2f} s vs {rk:.2f} s",
+            f"all of `tas`, best of {reads['ours'].get('runs', 1)}: {ro:.2f} s vs {rk:.2f} s "
+            f"(medians {reads['ours']['read_s']:.2f} s vs {reads['kerchunk']['read_s']:.2f} s)",
         )
     )
     ratio = val["target"]["ratio"]
@@ -294,7 +300,9 @@ def main() -> int:
         return 0 if all(r["met"] for r in result["targets"]) else 1
     t0, load0 = time.time(), os.getloadavg()[0]
     refs_cmd = [PY, "bench/bench_refs.py", "--preset", "standard", "--out-dir", str(out / "refs")]
-    run(refs_cmd + (["--with-padocc"] if args.with_padocc else []), out / "refs.log")
+    # bench_refs exits 1 when a product differs from the sources: the targets table says so
+    refs_cmd += ["--with-padocc"] if args.with_padocc else []
+    run(refs_cmd, out / "refs.log", out / "refs" / "results.json", ok=(0, 1))
     scale_dir = HERE / "data" / "n10000_t30_45x90"
     if not (scale_dir / "manifest.json").is_file():
         run([PY, "bench/bench_refs.py", "--preset", "scale-10000", "--gen-only"], out / "gen.log")
@@ -310,10 +318,12 @@ def main() -> int:
             str(out / "scale"),
         ],
         out / "scale.log",
+        out / "scale" / "results.json",
     )
     run(
         [PY, "bench/bench_validate.py", "--repeat", "3", "--out-dir", str(out / "validate")],
         out / "validate.log",
+        out / "validate" / "results.json",
     )
     print("$ 1,000,000 references to Parquet", flush=True)
     mil = million(out)

@@ -213,3 +213,63 @@ def remove_partials(directory: Path) -> list[Path]:
                 p.unlink()
         removed.append(p)
     return removed
+
+
+# fsspec's lazy reference layout (Kerchunk Parquet): one record file
+_PANDAS_METADATA = json.dumps(
+    {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [
+            {"name": n, "field_name": n, "pandas_type": p, "numpy_type": t, "metadata": None}
+            for n, p, t in (
+                ("path", "unicode", "object"),
+                ("offset", "int64", "int64"),
+                ("size", "int64", "int64"),
+                ("raw", "bytes", "object"),
+            )
+        ],
+        "creator": {"library": "padocc-like"},
+    },
+    sort_keys=True,
+).encode()
+"""pandas' description of a record file's columns: without it fastparquet (fsspec's default
+reader) gives ``offset`` and ``size`` back as nullable ``Int64`` instead of ``int64``."""
+
+
+def write_reference_record(path: Path, urls: Any, offsets: Any, sizes: Any, raw: Any) -> None:
+    """One record file of fsspec's lazy reference layout, with Arrow: columns ``path``
+    (nullable UTF-8, an Arrow array or a sequence of str/None), ``offset`` and ``size``
+    (int64), ``raw`` (nullable bytes); zstd, one row group, no statistics. fsspec's
+    ``LazyReferenceMapper`` reads it with fastparquet (its default) or pyarrow."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            pa.field("path", pa.string()),
+            pa.field("offset", pa.int64(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("raw", pa.binary()),
+        ],
+        metadata={b"pandas": _PANDAS_METADATA},  # the column types pandas readers give back
+    )
+    table = pa.table(
+        [
+            urls if isinstance(urls, pa.Array) else pa.array(list(urls), type=pa.string()),
+            pa.array(np.asarray(offsets, dtype="int64")),
+            pa.array(np.asarray(sizes, dtype="int64")),
+            pa.array(list(raw), type=pa.binary()),
+        ],
+        schema=schema,
+    )
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        use_dictionary=["path"],
+        write_statistics=False,
+        row_group_size=max(1, len(table)),
+        store_schema=True,
+    )

@@ -229,7 +229,7 @@ def rewrite_kerchunk_parquet(src_dir: Path, dst_dir: Path, mapping: UrlMapping) 
 
     Rows without a path (inline or missing chunks) stay null. The record files are written
     as :mod:`padocc_like.writers.kerchunk` writes them
-    (:func:`~padocc_like.writers.kerchunk.write_reference_record`), so fsspec's
+    (:func:`~padocc_like._io.write_reference_record`), so fsspec's
     ``LazyReferenceMapper`` reads them; ``.zmetadata`` and any other file are copied
     unchanged. The directory is built under a temporary name and renamed into place.
     """
@@ -239,7 +239,7 @@ def rewrite_kerchunk_parquet(src_dir: Path, dst_dir: Path, mapping: UrlMapping) 
     except ImportError as err:  # pragma: no cover - depends on extras
         raise PublishError("rewriting Parquet references needs pyarrow") from err
 
-    from ..writers.kerchunk import write_reference_record
+    from .._io import write_reference_record
 
     if not (src_dir / ".zmetadata").is_file():
         raise PublishError(f"{src_dir}: not a Parquet reference directory (no .zmetadata)")

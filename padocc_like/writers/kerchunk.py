@@ -15,7 +15,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._io import atomic_directory, atomic_write_bytes, sha256_file, sha256_tree, utc_now
+from .._io import (
+    atomic_directory,
+    atomic_write_bytes,
+    sha256_file,
+    sha256_tree,
+    utc_now,
+    write_reference_record,
+)
 from ..errors import ProductError
 from ..references.model import Aggregate, AggVariable, chunk_key, decode_fill_value
 from ..references.read import encode_chunk
@@ -37,66 +44,6 @@ def fill_chunk(var: AggVariable) -> bytes:
     fill = decode_fill_value(var.fill_value, dtype)
     block = np.full(var.chunks or (), 0 if fill is None else fill, dtype=dtype)
     return encode_chunk(block.tobytes(), var.filters)
-
-
-_PANDAS_METADATA = json.dumps(
-    {
-        "index_columns": [],
-        "column_indexes": [],
-        "columns": [
-            {"name": n, "field_name": n, "pandas_type": p, "numpy_type": t, "metadata": None}
-            for n, p, t in (
-                ("path", "unicode", "object"),
-                ("offset", "int64", "int64"),
-                ("size", "int64", "int64"),
-                ("raw", "bytes", "object"),
-            )
-        ],
-        "creator": {"library": "padocc-like"},
-    },
-    sort_keys=True,
-).encode()
-"""pandas' description of a record file's columns: without it fastparquet (fsspec's default
-reader) gives ``offset`` and ``size`` back as nullable ``Int64`` instead of ``int64``."""
-
-
-def write_reference_record(
-    path: Path, urls: Any, offsets: np.ndarray, sizes: np.ndarray, raw: np.ndarray
-) -> None:
-    """One record file of fsspec's lazy reference layout, with Arrow: columns ``path``
-    (nullable UTF-8, an Arrow array or a sequence of str/None), ``offset`` and ``size``
-    (int64), ``raw`` (nullable bytes); zstd, one row group, no statistics. fsspec's
-    ``LazyReferenceMapper`` reads it with fastparquet (its default) or pyarrow."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema(
-        [
-            pa.field("path", pa.string()),
-            pa.field("offset", pa.int64(), nullable=False),
-            pa.field("size", pa.int64(), nullable=False),
-            pa.field("raw", pa.binary()),
-        ],
-        metadata={b"pandas": _PANDAS_METADATA},  # the column types pandas readers give back
-    )
-    table = pa.table(
-        [
-            urls if isinstance(urls, pa.Array) else pa.array(list(urls), type=pa.string()),
-            pa.array(np.asarray(offsets, dtype="int64")),
-            pa.array(np.asarray(sizes, dtype="int64")),
-            pa.array(list(raw), type=pa.binary()),
-        ],
-        schema=schema,
-    )
-    pq.write_table(
-        table,
-        path,
-        compression="zstd",
-        use_dictionary=["path"],
-        write_statistics=False,
-        row_group_size=max(1, len(table)),
-        store_schema=True,
-    )
 
 
 def aggregate_to_refs(aggregate: Aggregate) -> dict[str, Any]:
@@ -203,7 +150,7 @@ class KerchunkWriter:
 
         Each variable's references go, in C order of its chunk grid, into record
         files of ``record_size`` rows (columns ``path``, ``offset``, ``size``,
-        ``raw``), built column-wise with numpy and Arrow (:func:`write_reference_record`):
+        ``raw``), built column-wise with numpy and Arrow (:func:`padocc_like._io.write_reference_record`):
         no Python object per reference, so millions of references fit in bounded memory.
         """
         try:

@@ -49,6 +49,28 @@ def _zarr_array(variable: Any) -> Any:
     return None
 
 
+def chunk_regions(
+    key: Sequence[slice], shape: Sequence[int], chunks: Sequence[int]
+) -> tuple[tuple[int, ...], list[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]]:
+    """The shape of ``array[key]`` (one slice of step 1 per dimension) and, for every chunk it
+    touches in C order: the chunk's grid index, the region of the output it fills and the
+    same region within the chunk."""
+    bounds = [s.indices(n)[:2] for s, n in zip(key, shape, strict=True)]
+    out_shape = tuple(max(0, b - a) for a, b in bounds)
+    if 0 in out_shape:
+        return out_shape, []
+    ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, chunks, strict=True)]
+    regions = []
+    for index in itertools.product(*ranges):
+        dst, src = [], []
+        for (a, b), c, k in zip(bounds, chunks, index, strict=True):
+            lo, hi = max(a, k * c), min(b, (k + 1) * c)
+            dst.append(slice(lo - a, hi - a))
+            src.append(slice(lo - k * c, hi - k * c))
+        regions.append((index, tuple(dst), tuple(src)))
+    return out_shape, regions
+
+
 def inflater() -> Callable[[Any], bytes] | None:
     """zlib-ng's ``decompress`` (the ``zlib-ng`` package), or None when it is not installed."""
     try:
@@ -168,27 +190,17 @@ class DirectArray:
 
     def read(self, key: Sequence[slice]) -> np.ndarray:
         """``array[key]`` for slices of step 1, as zarr returns it."""
-        bounds = [s.indices(n)[:2] for s, n in zip(key, self.shape, strict=True)]
-        out_shape = tuple(max(0, b - a) for a, b in bounds)
+        out_shape, regions = chunk_regions(key, self.shape, self.chunks)
         out = np.empty(out_shape, dtype=self.dtype)
-        if 0 in out_shape:
-            return out
-        ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)]
-        for coords in np.ndindex(*(len(r) for r in ranges)):
-            chunk_coords = tuple(r[i] for r, i in zip(ranges, coords, strict=True))
-            dst, src = [], []
-            for (a, b), c, k in zip(bounds, self.chunks, chunk_coords, strict=True):
-                lo, hi = max(a, k * c), min(b, (k + 1) * c)
-                dst.append(slice(lo - a, hi - a))
-                src.append(slice(lo - k * c, hi - k * c))
-            raw = self._chunk_bytes(self.prefix + self.meta.encode_chunk_key(chunk_coords))
-            region = out[tuple(dst)]
+        for index, dst, src in regions:
+            raw = self._chunk_bytes(self.prefix + self.meta.encode_chunk_key(index))
+            region = out[dst]
             if raw is None:
                 region[...] = self.fill
             elif region.shape == self.chunks and region.flags.c_contiguous:
                 self._decode(raw, into=region)  # the whole chunk, in place
             else:
-                region[...] = self._decode(raw)[tuple(src)]
+                region[...] = self._decode(raw)[src]
         return out if out.dtype == self.out_dtype else out.astype(self.out_dtype)
 
 
@@ -261,23 +273,15 @@ class CachedStoreArray:
         self.out_dtype = self.dtype
 
     def read(self, key: Sequence[slice]) -> np.ndarray:
-        bounds = [s.indices(n)[:2] for s, n in zip(key, self.shape, strict=True)]
-        out = np.empty(tuple(max(0, b - a) for a, b in bounds), dtype=self.dtype)
-        if 0 in out.shape:
-            return out
-        ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)]
-        for chunk_coords in itertools.product(*ranges):
+        out_shape, regions = chunk_regions(key, self.shape, self.chunks)
+        out = np.empty(out_shape, dtype=self.dtype)
+        for index, dst, src in regions:
             whole = tuple(
                 slice(k * c, min((k + 1) * c, n))
-                for k, c, n in zip(chunk_coords, self.chunks, self.shape, strict=True)
+                for k, c, n in zip(index, self.chunks, self.shape, strict=True)
             )
-            chunk = self.cache.get((self.name, chunk_coords), lambda whole=whole: self.array[whole])
-            dst, src = [], []
-            for (a, b), c, k in zip(bounds, self.chunks, chunk_coords, strict=True):
-                lo, hi = max(a, k * c), min(b, (k + 1) * c)
-                dst.append(slice(lo - a, hi - a))
-                src.append(slice(lo - k * c, hi - k * c))
-            out[tuple(dst)] = chunk[tuple(src)]
+            chunk = self.cache.get((self.name, index), lambda whole=whole: self.array[whole])
+            out[dst] = chunk[src]
         return out if out.dtype == self.out_dtype else out.astype(self.out_dtype)
 
 

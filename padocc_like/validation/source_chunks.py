@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .direct import inflater
+from .direct import chunk_regions, inflater
 
 H5Z_FILTER_DEFLATE = 1
 H5Z_FILTER_SHUFFLE = 2
@@ -83,29 +83,21 @@ class SourceChunks:
         """``dataset[key]`` for a slice of step 1 per dimension, as h5py returns it."""
         if len(key) != len(self.shape) or not all(isinstance(k, slice) and k.step in (None, 1) for k in key):
             raise NotImplementedError("only slices of step 1 are read chunk by chunk")
-        bounds = [k.indices(n)[:2] for k, n in zip(key, self.shape, strict=True)]
-        out = np.empty(tuple(max(0, b - a) for a, b in bounds), dtype=self.dtype)
-        if 0 in out.shape:
-            return out
-        ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)]
-        for coords in np.ndindex(*(len(r) for r in ranges)):
-            index = tuple(r[i] for r, i in zip(ranges, coords, strict=True))
+        out_shape, regions = chunk_regions(key, self.shape, self.chunks)
+        out = np.empty(out_shape, dtype=self.dtype)
+        for index, dst, src in regions:
             offset = tuple(k * c for k, c in zip(index, self.chunks, strict=True))
-            dst, src, whole = [], [], []
-            for (a, b), c, o in zip(bounds, self.chunks, offset, strict=True):
-                lo, hi = max(a, o), min(b, o + c)
-                dst.append(slice(lo - a, hi - a))
-                src.append(slice(lo - o, hi - o))
-                whole.append(slice(lo, hi))
-            region = out[tuple(dst)]
+            region = out[dst]
             if offset not in self.chunk_index:  # not stored: HDF5's fill value, through h5py
-                region[...] = self.dataset[tuple(whole)]
+                region[...] = self.dataset[
+                    tuple(slice(o + s.start, o + s.stop) for o, s in zip(offset, src, strict=True))
+                ]
             elif region.shape == self.chunks and region.flags.c_contiguous:
                 self._decode(offset, into=region)
             else:
                 if self._last is None or self._last[0] != offset:
                     self._last = (offset, self._decode(offset, None))
-                region[...] = self._last[1][tuple(src)]
+                region[...] = self._last[1][src]
         return out
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .direct import chunk_regions, inflater
+from .direct import chunk_regions, decode_step, inflater
 
 H5Z_FILTER_DEFLATE = 1
 H5Z_FILTER_SHUFFLE = 2
@@ -107,20 +107,13 @@ class SourceChunks:
         self._last = None
 
 
-def _step(code: int, values: tuple[int, ...], itemsize: int, inflate: Callable[[Any], bytes]) -> Any:
+def _codec(code: int, values: tuple[int, ...], itemsize: int) -> Any:
+    """The numcodecs codec of one HDF5 filter of the pipeline (deflate or shuffle)."""
+    from numcodecs import Shuffle, Zlib
+
     if code == H5Z_FILTER_DEFLATE:
-        return lambda data, out=None: _into(inflate(data), out)
-    from numcodecs import Shuffle
-
-    shuffle = Shuffle(elementsize=int(values[0]) if values else itemsize)
-    return shuffle.decode
-
-
-def _into(data: bytes, out: np.ndarray | None) -> Any:
-    if out is None:
-        return data
-    out[...] = np.frombuffer(data, dtype=np.uint8)
-    return out
+        return Zlib()
+    return Shuffle(elementsize=int(values[0]) if values else itemsize)
 
 
 def source_chunks(dataset: Any, path: str) -> SourceChunks | None:
@@ -155,5 +148,7 @@ def source_chunks(dataset: Any, path: str) -> SourceChunks | None:
     dsid.chunk_iter(visit)
     if masked:
         return None
-    steps = [_step(code, values, dtype.itemsize, inflate) for code, values in reversed(pipeline)]
+    steps = [
+        decode_step(_codec(code, values, dtype.itemsize), inflate) for code, values in reversed(pipeline)
+    ]
     return SourceChunks(dataset, path, steps, index)
